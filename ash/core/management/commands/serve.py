@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from ash.core.bootstrap import bootstrap_embedded
+
+log = logging.getLogger("ash.serve")
+
+
+class Command(BaseCommand):
+    help = "Start Ash (Daphne: API, SSE, admin) on the embedded default: migrate, bootstrap, serve."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=4100)
+        parser.add_argument("--no-migrate", action="store_true")
+
+    def handle(self, *args: Any, host: str, port: int, no_migrate: bool, **options: Any) -> None:
+        started = time.monotonic()
+        if not no_migrate:
+            call_command("migrate", interactive=False, verbosity=0)
+        boot = bootstrap_embedded(data_dir=settings.ASH_DATA_DIR) if settings.ASH_EMBEDDED else None
+
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from ash.asgi import application
+
+        base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        lines = [f"Ash {settings.ASH_MODE} on {base}  (data: {settings.ASH_DATA_DIR})", f"  API:    {base}/api  docs: {base}/docs  health: {base}/health", f"  admin:  {base}/admin/"]
+        if boot and boot.admin_password_file:
+            lines.append(f"          user 'admin', password in {boot.admin_password_file}")
+        if boot and boot.key_file:
+            lines.append(f"  API key file: {boot.key_file}")
+        lines.append(f"  ready in {time.monotonic() - started:.2f}s")
+        self.stdout.write("\n".join(lines))
+        self.stdout.flush()
+        Server(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=host, port=port),
+            http_timeout=None,
+            websocket_timeout=None,
+            application_close_timeout=10,
+        ).run()

@@ -1,0 +1,36 @@
+"""Request body limits answered with a clear 413 before any view reads the body."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from ash.errors import error_response
+
+# Path suffixes whose bodies carry base64 file batches or workspace bundles.
+UPLOAD_SUFFIXES = ("/files", "/workspace", "/attachments")
+
+
+def body_limit_for(path: str) -> int:
+    if path.startswith("/api/sessions/") and path.rstrip("/").endswith(UPLOAD_SUFFIXES):
+        return settings.ASH_MAX_UPLOAD_BODY_BYTES
+    return settings.ASH_MAX_BODY_BYTES
+
+
+def too_large_message(limit: int) -> str:
+    return f"Request body too large (limit {limit} bytes)"
+
+
+class BodySizeLimitMiddleware(MiddlewareMixin):
+    """Sync and async capable (MiddlewareMixin), so async SSE views stay async."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        limit = body_limit_for(request.path)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response("Invalid Content-Length header", 400)
+        if length > limit:
+            return error_response(too_large_message(limit), 413)
+        return None

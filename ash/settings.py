@@ -1,0 +1,208 @@
+"""The one settings module. Everything comes from the environment (django-environ).
+
+With no configuration at all Ash runs "embedded": SQLite (WAL) under ASH_DATA_DIR, local file
+storage, an in-process Celery worker on the memory transport, in-memory event transport.
+`DATABASE_URL` switches to PostgreSQL (psycopg 3 pool), `REDIS_URL` to Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+from ash.secrets import data_dir_secret
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+ASH_MODE = env.str("ASH_MODE", default="embedded")  # embedded | production
+if ASH_MODE not in ("embedded", "production"):
+    raise environ.ImproperlyConfigured("ASH_MODE must be 'embedded' or 'production'")
+ASH_EMBEDDED = ASH_MODE == "embedded"
+
+ASH_DATA_DIR = Path(env.str("ASH_DATA_DIR", default=str(Path.cwd() / "data"))).resolve()
+ASH_DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret(name: str) -> str:
+    """A secret from NAME or NAME_FILE; in embedded mode a generated one kept in the data dir."""
+    if value := env.str(name, default=""):
+        return value
+    if path := env.str(f"{name}_FILE", default=""):
+        return Path(path).read_text().strip()
+    if ASH_EMBEDDED:
+        return data_dir_secret(ASH_DATA_DIR / "secrets" / name.lower())
+    raise environ.ImproperlyConfigured(f"{name} (or {name}_FILE) must be set in production mode")
+
+
+SECRET_KEY = _secret("ASH_SECRET_KEY")
+# Separate secrets, never SECRET_KEY: API-key hashes and credential encryption (a rotation list).
+ASH_API_KEY_HMAC_SECRET = _secret("ASH_API_KEY_HMAC_SECRET")
+# Fernet keys, newest first: encrypt with the first, decrypt with any (rotation).
+ASH_CREDENTIAL_KEYS = env.list("ASH_CREDENTIAL_KEYS", default=[]) or [_secret("ASH_CREDENTIAL_KEY")]
+ASH_API_KEY = env.str("ASH_API_KEY", default="")
+ASH_INTERNAL_SECRET = env.str("ASH_INTERNAL_SECRET", default="")
+ASH_AGENTS_ROOT = env.str("ASH_AGENTS_ROOT", default="")
+
+DEBUG = env.bool("ASH_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ASH_ALLOWED_HOSTS", default=["*"] if ASH_EMBEDDED else ["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("ASH_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "ash.core",
+    "agents_app",
+    "sessions_app",
+    "queue_app",
+    "usage_app",
+    "credentials_app",
+]
+
+MIDDLEWARE = [
+    "ash.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+APPEND_SLASH = False
+ROOT_URLCONF = "ash.urls"
+ASGI_APPLICATION = "ash.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", default="")
+if DATABASE_URL:
+    _db = env.db_url_config(DATABASE_URL)
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        _db["CONN_MAX_AGE"] = 0  # the psycopg pool owns connection reuse
+        _db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("ASH_DB_POOL_MIN", default=2),
+            "max_size": env.int("ASH_DB_POOL_MAX", default=20),
+            "timeout": env.int("ASH_DB_POOL_TIMEOUT", default=10),
+        }
+    DATABASES = {"default": _db}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": ASH_DATA_DIR / "ash.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers (SSE, lists) run while the runner writes; IMMEDIATE avoids
+                # lock-upgrade deadlocks between concurrent writers.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis, celery, events ------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "ash"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+ASH_EVENT_TRANSPORT = "redis" if REDIS_URL else "memory"
+
+# --- storage --------------------------------------------------------------------------------
+MEDIA_ROOT = ASH_DATA_DIR / "files"
+STATIC_URL = "static/"
+STATIC_ROOT = ASH_DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {
+        "BACKEND": env.str("ASH_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+
+# --- API ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["ash.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["ash.auth.IsTenant"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["ash.parsers.JSONBodyParser"],
+    "EXCEPTION_HANDLER": "ash.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ash API",
+    "DESCRIPTION": "Deploy AI agents and run them as hosted, sandboxed sessions.",
+    "VERSION": __import__("ash").__version__,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+ASH_MAX_BODY_BYTES = env.int("ASH_MAX_BODY_BYTES", default=16 << 20)
+# Routes whose bodies legitimately carry base64 files (workspace bundles, file batches).
+ASH_MAX_UPLOAD_BODY_BYTES = env.int("ASH_MAX_UPLOAD_BODY_BYTES", default=140 << 20)
+DATA_UPLOAD_MAX_MEMORY_SIZE = None  # enforced by BodySizeLimitMiddleware with a clear 413
+ASH_AGENT_MAX_BYTES = env.int("ASH_AGENT_MAX_BYTES", default=100 << 20)
+ASH_AGENT_MAX_FILES = env.int("ASH_AGENT_MAX_FILES", default=5000)
+
+# --- sandboxes --------------------------------------------------------------------------------
+ASH_ISOLATION = env.str("ASH_ISOLATION", default="")  # "" = best available, "strict" = refuse to degrade
+ASH_SANDBOX_BACKEND = env.str("ASH_SANDBOX_BACKEND", default="process")  # process | docker
+ASH_MAX_SANDBOXES = env.int("ASH_MAX_SANDBOXES", default=100)
+ASH_IDLE_TIMEOUT = env.int("ASH_IDLE_TIMEOUT", default=1800)  # seconds
+
+ASH_RUNNER_ID = env.str("ASH_RUNNER_ID", default="")
+ASH_RUNNER_HEARTBEAT_SECONDS = env.int("ASH_RUNNER_HEARTBEAT_SECONDS", default=10)
+ASH_RUNNER_DEAD_AFTER_SECONDS = env.int("ASH_RUNNER_DEAD_AFTER_SECONDS", default=30)
+
+# --- the rest ---------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("ASH_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,83 @@
+"""Session writes. Sequence numbers come from atomic per-session counters, never MAX+1."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from agents_app.models import Agent
+from sessions_app.models import Attachment, Message, Session, SessionEvent
+
+LIVE_STATUSES = (Session.Status.STARTING, Session.Status.ACTIVE, Session.Status.PAUSED, Session.Status.ERROR)
+
+
+def session_sequence_allocate(*, session_id: Any, counter: str, count: int = 1) -> int:
+    """Reserve COUNT numbers of COUNTER ('message_seq' or 'event_seq'); returns the first.
+
+    Must run inside the transaction that inserts the rows: the UPDATE takes the session's row
+    lock until commit (PostgreSQL) or the write lock (SQLite), so numbers are unique and a
+    rollback returns them — gapless.
+    """
+    if counter not in ("message_seq", "event_seq"):
+        raise ValueError(counter)
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("sequence allocation must happen inside transaction.atomic()")
+    Session.objects.filter(pk=session_id).update(**{counter: F(counter) + count})
+    last = Session.objects.filter(pk=session_id).values_list(counter, flat=True).get()
+    return last - count + 1
+
+
+def session_event_record(*, session: Session, type: str, data: dict[str, Any] | None) -> SessionEvent:
+    with transaction.atomic():
+        seq = session_sequence_allocate(session_id=session.pk, counter="event_seq")
+        return SessionEvent.objects.create(
+            session_id=session.pk,
+            tenant_id=session.tenant_id,
+            type=type,
+            data=None if data is None else json.dumps(data, separators=(",", ":")),
+            sequence=seq,
+        )
+
+
+def session_message_record(*, session: Session, role: str, content: dict[str, Any]) -> Message:
+    with transaction.atomic():
+        seq = session_sequence_allocate(session_id=session.pk, counter="message_seq")
+        return Message.objects.create(
+            session_id=session.pk,
+            tenant_id=session.tenant_id,
+            role=role,
+            content=json.dumps(content, separators=(",", ":")),
+            sequence=seq,
+        )
+
+
+def attachment_files_delete(*, sessions: Any) -> None:
+    """Remove stored attachment blobs of SESSIONS (rows go with the session's cascade)."""
+    for attachment in Attachment.objects.filter(session__in=sessions).only("file"):
+        attachment.file.delete(save=False)
+
+
+def sessions_end_for_agent(*, agent: Agent) -> None:
+    """Before an agent is deleted: end its live sessions and drop their stored blobs."""
+    sessions = Session.objects.filter(agent=agent)
+    for session in sessions.filter(status__in=LIVE_STATUSES):
+        with transaction.atomic():
+            updated = Session.objects.filter(pk=session.pk, status__in=LIVE_STATUSES).update(status=Session.Status.ENDED)
+            if updated:
+                session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": "ended", "reason": "agent deleted"})
+    attachment_files_delete(sessions=sessions)
+
+
+def sessions_pause_for_runner(*, runner_id: str, reason: str) -> int:
+    """A runner is gone: its active or starting sessions become paused, each with a lifecycle event."""
+    paused = 0
+    affected = Session.objects.filter(runner_id=runner_id, status__in=(Session.Status.ACTIVE, Session.Status.STARTING))
+    for session in affected:
+        with transaction.atomic():
+            if Session.objects.filter(pk=session.pk, status=session.status).update(status=Session.Status.PAUSED, runner=None):
+                session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": "paused", "reason": reason})
+                paused += 1
+    return paused
