@@ -131,13 +131,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis, celery, events ------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_RESULT_BACKEND = None
+CELERY_RESULT_BACKEND = REDIS_URL or None
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "ash"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 ASH_EVENT_TRANSPORT = "redis" if REDIS_URL else "memory"
+ASH_EMBEDDED_WORKER_THREADS = env.int("ASH_EMBEDDED_WORKER_THREADS", default=256)
+ASH_SSE_KEEPALIVE_SECONDS = env.float("ASH_SSE_KEEPALIVE_SECONDS", default=15.0)
 
 # --- storage --------------------------------------------------------------------------------
 MEDIA_ROOT = ASH_DATA_DIR / "files"
@@ -162,6 +168,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "ash.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # `?format=` is ours (agent/session file reads: json | raw), not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ash API",
@@ -182,6 +190,8 @@ ASH_AGENT_MAX_FILES = env.int("ASH_AGENT_MAX_FILES", default=5000)
 # --- sandboxes --------------------------------------------------------------------------------
 ASH_ISOLATION = env.str("ASH_ISOLATION", default="")  # "" = best available, "strict" = refuse to degrade
 ASH_SANDBOX_BACKEND = env.str("ASH_SANDBOX_BACKEND", default="process")  # process | docker
+ASH_DOCKER_IMAGE = env.str("ASH_DOCKER_IMAGE", default="")
+ASH_DOCKER_HOST = env.str("ASH_DOCKER_HOST", default="") or env.str("DOCKER_HOST", default="")
 ASH_MAX_SANDBOXES = env.int("ASH_MAX_SANDBOXES", default=100)
 ASH_IDLE_TIMEOUT = env.int("ASH_IDLE_TIMEOUT", default=1800)  # seconds
 
@@ -204,5 +214,6 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "daphne": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
     },
 }

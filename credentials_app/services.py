@@ -79,3 +79,9 @@ def credentials_rotate() -> int:
                 row.save(update_fields=["encrypted_key"])
                 changed += 1
     return changed
+
+
+def credential_plaintext(*, tenant_id: str, credential_id: uuid.UUID) -> tuple[str, str]:
+    """(type, plaintext) for the runner's model proxy; 400 when deleted, inactive or undecryptable."""
+    credential, plaintext = credential_use(tenant_id=tenant_id, credential_id=credential_id)
+    return credential.type, plaintext

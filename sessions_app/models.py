@@ -36,6 +36,9 @@ class Session(models.Model):
     config = models.JSONField(default=dict, blank=True)
     runtime_session_id = models.CharField(max_length=64, blank=True, default="", help_text="The agent runtime's own session id")
     snapshot_key = models.CharField(max_length=1024, blank=True, default="")
+    # The running turn; a conditional UPDATE on NULL refuses a second concurrent turn (409).
+    active_turn = models.ForeignKey("Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_turn = models.ForeignKey("Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Atomic per-session counters (UPDATE ... + 1 inside the inserting transaction): gapless, never MAX+1.
     message_seq = models.PositiveBigIntegerField(default=0)
     event_seq = models.PositiveBigIntegerField(default=0)
@@ -123,3 +126,34 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class Turn(models.Model):
+    """One prompt and everything the agent did for it; its frames are relayed over SSE."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        INTERRUPTED = "interrupted"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant_id = tenant_field()
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    prompt = models.JSONField(help_text="The user content: a string or content blocks")
+    options = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=16, default="api", help_text="api or queue")
+    error = models.TextField(null=True, blank=True)
+    interrupt_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["session", "-created_at"], name="turn_session_created")]
+
+    def __str__(self) -> str:
+        return f"turn {self.id} ({self.status})"

@@ -81,3 +81,47 @@ def sessions_pause_for_runner(*, runner_id: str, reason: str) -> int:
                 session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": "paused", "reason": reason})
                 paused += 1
     return paused
+
+
+def session_options(session: Session) -> dict[str, Any]:
+    """The runtime query options a session's config implies (per-message options go on top)."""
+    config = session.config or {}
+    options: dict[str, Any] = {k: config[k] for k in (
+        "allowedTools", "disallowedTools", "betas", "subagents", "initialAgent", "mcpServers", "systemPrompt", "permissionMode",
+    ) if config.get(k) not in (None, "", [], {})}
+    if session.model:
+        options["model"] = session.model
+    return options
+
+
+def session_runner_id(session: Session) -> str:
+    from ash.errors import ServiceUnavailable
+
+    if not session.runner_id:
+        raise ServiceUnavailable("No runner hosts this session; resume it")
+    return session.runner_id
+
+
+def session_mark_lost(*, session_id: Any, oom: bool, detail: str) -> None:
+    """The sandbox died under a turn: OOM → paused (resume restores the last snapshot); else error."""
+    session = Session.objects.get(pk=session_id)
+    target = Session.Status.PAUSED if oom else Session.Status.ERROR
+    with transaction.atomic():
+        if Session.objects.filter(pk=session.pk, status=Session.Status.ACTIVE).update(status=target):
+            reason = "out of memory" if oom else "sandbox lost"
+            session_event_record(session=session, type=SessionEvent.Type.ERROR, data={"error": f"{reason}: {detail}"})
+            session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": target, "reason": reason})
+
+
+def session_snapshot_taken(*, session_id: Any, key: str, pause: bool, reason: str) -> None:
+    """Record a snapshot; when the sandbox is going away (eviction, idle), the session becomes paused."""
+    session = Session.objects.get(pk=session_id)
+    with transaction.atomic():
+        Session.objects.filter(pk=session.pk).update(snapshot_key=key)
+        if pause and Session.objects.filter(pk=session.pk, status=Session.Status.ACTIVE).update(status=Session.Status.PAUSED):
+            session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": "paused", "reason": reason})
+
+
+def sessions_sweep_idle(*, host: Any) -> list[str]:
+    """Idle sandboxes are snapshotted (the pool's evict hook) and destroyed; sessions become paused."""
+    return host.call(host.sweep_idle(), timeout=600)

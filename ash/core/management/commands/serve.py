@@ -8,7 +8,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from ash import dispatch
 from ash.core.bootstrap import bootstrap_embedded
+from sessions_app.runner import start_embedded_runner, stop_host
 
 log = logging.getLogger("ash.serve")
 
@@ -26,6 +28,10 @@ class Command(BaseCommand):
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=0)
         boot = bootstrap_embedded(data_dir=settings.ASH_DATA_DIR) if settings.ASH_EMBEDDED else None
+        runner = None
+        if dispatch.embedded():
+            # One process hosts everything: sessions of earlier runs lost their sandboxes.
+            runner = start_embedded_runner()
 
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
@@ -38,13 +44,19 @@ class Command(BaseCommand):
             lines.append(f"          user 'admin', password in {boot.admin_password_file}")
         if boot and boot.key_file:
             lines.append(f"  API key file: {boot.key_file}")
+        if runner is not None:
+            lines.append(f"  runner: {runner.runner_id} (in-process, sandbox isolation: {runner.isolation})")
         lines.append(f"  ready in {time.monotonic() - started:.2f}s")
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
-        Server(
-            application=application,
-            endpoints=build_endpoint_description_strings(host=host, port=port),
-            http_timeout=None,
-            websocket_timeout=None,
-            application_close_timeout=10,
-        ).run()
+        try:
+            Server(
+                application=application,
+                endpoints=build_endpoint_description_strings(host=host, port=port),
+                http_timeout=None,
+                websocket_timeout=None,
+                application_close_timeout=10,
+            ).run()
+        finally:
+            if runner is not None:
+                stop_host()

@@ -1,0 +1,181 @@
+"""Turn event transport: the runner publishes SSE frames, web processes relay and replay them.
+
+Each turn has an ordered, bounded log of frames (`seq` from 1). Subscribers get every frame
+after a given `seq`, then live frames, until a terminal frame (`done`). Two transports with
+one interface: in-memory (embedded: one process) and Redis streams (production).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+TERMINAL_EVENTS = frozenset({"done"})
+MAX_FRAMES_PER_TURN = 20_000
+TURN_LOG_TTL_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int
+    event: str  # SSE event name: message | error | done | permission_request ...
+    data: Any
+
+    @property
+    def terminal(self) -> bool:
+        return self.event in TERMINAL_EVENTS
+
+    def to_json(self) -> str:
+        return json.dumps({"seq": self.seq, "event": self.event, "data": self.data}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Frame:
+        obj = json.loads(raw)
+        return cls(seq=int(obj["seq"]), event=str(obj["event"]), data=obj["data"])
+
+
+class _MemoryTurnLog:
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.finished_at: float | None = None
+
+
+class MemoryTransport:
+    """Frames in this process's memory; publishers may be threads, subscribers event loops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._turns: dict[str, _MemoryTurnLog] = {}
+
+    def publish(self, turn_id: str, event: str, data: Any) -> Frame:
+        with self._lock:
+            log = self._turns.setdefault(turn_id, _MemoryTurnLog())
+            frame = Frame(seq=len(log.frames) + 1, event=event, data=data)
+            if len(log.frames) < MAX_FRAMES_PER_TURN or frame.terminal:
+                log.frames.append(frame)
+            if frame.terminal:
+                log.finished_at = time.monotonic()
+            waiters = list(log.waiters)
+            self._expire_locked()
+        for loop, ev in waiters:
+            loop.call_soon_threadsafe(ev.set)
+        return frame
+
+    def _expire_locked(self) -> None:
+        cutoff = time.monotonic() - TURN_LOG_TTL_SECONDS
+        for turn_id in [t for t, log in self._turns.items() if log.finished_at and log.finished_at < cutoff]:
+            del self._turns[turn_id]
+
+    async def subscribe(self, turn_id: str, *, after: int = 0, wait: float = 15.0) -> AsyncIterator[Frame | None]:
+        """Frames after AFTER; yields None when WAIT seconds pass with nothing new (keepalive)."""
+        loop = asyncio.get_running_loop()
+        ev = asyncio.Event()
+        with self._lock:
+            log = self._turns.setdefault(turn_id, _MemoryTurnLog())
+            log.waiters.add((loop, ev))
+        try:
+            while True:
+                ev.clear()
+                with self._lock:
+                    pending = [f for f in log.frames[after:]]
+                for frame in pending:
+                    after = frame.seq
+                    yield frame
+                    if frame.terminal:
+                        return
+                if pending:
+                    continue
+                try:
+                    await asyncio.wait_for(ev.wait(), timeout=wait)
+                except TimeoutError:
+                    yield None
+        finally:
+            with self._lock:
+                log.waiters.discard((loop, ev))
+
+    def frames(self, turn_id: str) -> list[Frame]:
+        with self._lock:
+            log = self._turns.get(turn_id)
+            return list(log.frames) if log else []
+
+
+class RedisTransport:
+    """A Redis stream per turn (`ash:turn:<id>`), capped and expiring; XREAD BLOCK for live frames."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+        import redis.asyncio as aioredis
+
+        self._url = url
+        self._sync = redis.Redis.from_url(url)
+        self._async_clients: dict[int, Any] = {}
+        self._aioredis = aioredis
+        self._seq_script = self._sync.register_script(
+            """
+            local seq = redis.call('INCR', KEYS[2])
+            redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'f', string.format('{"seq":%d,%s', seq, ARGV[1]))
+            redis.call('EXPIRE', KEYS[1], ARGV[2])
+            redis.call('EXPIRE', KEYS[2], ARGV[2])
+            return seq
+            """
+        )
+
+    @staticmethod
+    def _key(turn_id: str) -> str:
+        return f"ash:turn:{turn_id}"
+
+    def publish(self, turn_id: str, event: str, data: Any) -> Frame:
+        # The Lua script numbers and appends atomically, so concurrent publishers cannot reorder.
+        body = json.dumps({"event": event, "data": data}, separators=(",", ":"))[1:]
+        seq = int(self._seq_script(keys=[self._key(turn_id), self._key(turn_id) + ":seq"], args=[body, TURN_LOG_TTL_SECONDS, MAX_FRAMES_PER_TURN]))
+        return Frame(seq=seq, event=event, data=data)
+
+    def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(id(loop))
+        if client is None:
+            client = self._aioredis.Redis.from_url(self._url)
+            self._async_clients[id(loop)] = client
+        return client
+
+    async def subscribe(self, turn_id: str, *, after: int = 0, wait: float = 15.0) -> AsyncIterator[Frame | None]:
+        client = self._client()
+        key = self._key(turn_id)
+        last_id = "0-0"
+        while True:
+            result = await client.xread({key: last_id}, block=int(wait * 1000), count=500)
+            if not result:
+                yield None
+                continue
+            for entry_id, fields in result[0][1]:
+                last_id = entry_id
+                frame = Frame.from_json(fields[b"f"])
+                if frame.seq <= after:
+                    continue
+                yield frame
+                if frame.terminal:
+                    return
+
+    def frames(self, turn_id: str) -> list[Frame]:
+        return [Frame.from_json(fields[b"f"]) for _, fields in self._sync.xrange(self._key(turn_id))]
+
+
+_transport: MemoryTransport | RedisTransport | None = None
+_transport_lock = threading.Lock()
+
+
+def transport() -> MemoryTransport | RedisTransport:
+    global _transport
+    if _transport is None:
+        with _transport_lock:
+            if _transport is None:
+                _transport = RedisTransport(settings.REDIS_URL) if settings.ASH_EVENT_TRANSPORT == "redis" else MemoryTransport()
+    return _transport

@@ -1,0 +1,150 @@
+"""Async views: the streamed turn (SSE), re-attaching to a turn, interrupting it.
+
+Plain Django async views returning StreamingHttpResponse over async generators (DRF has no
+async); a client disconnect cancels only the relay, never the turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ash.auth import tenant_from_authorization
+from ash.errors import ApiError, BadRequest, envelope, error_response, parse_uuid
+from ash.events import Frame, transport
+from ash.sse import KEEPALIVE, sse_frame, sse_response
+from rest_framework import serializers as drf_serializers
+from sessions_app.models import Session, Turn
+from sessions_app.selectors import session_get
+from sessions_app.serializers import MessageSendSerializer
+from sessions_app.turns import PER_MESSAGE_OPTIONS, turn_interrupt, turn_start
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    if not request.body.strip():
+        return {}
+    content_type = request.content_type or ""
+    if content_type and content_type != "application/json":
+        raise ApiError(f'Unsupported media type "{content_type}" in request.', status_code=415)
+    try:
+        data = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"Invalid JSON body: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("Invalid JSON body: the body must be a JSON object")
+    return data
+
+
+def _validated(data: dict[str, Any]) -> dict[str, Any]:
+    from ash.errors import _first_validation_message
+
+    serializer = MessageSendSerializer(data=data)
+    if not serializer.is_valid():
+        raise BadRequest(_first_validation_message(drf_serializers.ValidationError(serializer.errors).detail))
+    return dict(serializer.validated_data)
+
+
+def _start(request: HttpRequest, session_id: str) -> Turn:
+    tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
+    sid = parse_uuid(session_id)
+    data = _validated(_json_body(request))
+    session = session_get(tenant_id=tenant.tenant_id, session_id=sid)
+    options = {k: data[k] for k in PER_MESSAGE_OPTIONS if k in data}
+    return turn_start(session=session, prompt=data["content"], options=options)
+
+
+async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> AsyncIterator[bytes]:
+    """SSE bytes for a turn's frames after AFTER, keepalives in silences; ends after `done`."""
+    frames = transport().subscribe(turn_id, after=after, wait=settings.ASH_SSE_KEEPALIVE_SECONDS)
+    try:
+        async for frame in frames:
+            if frame is None:
+                yield KEEPALIVE
+                continue
+            yield _encode(frame, with_ids)
+            if frame.terminal:
+                return
+    except asyncio.CancelledError:
+        raise  # the client went away: the turn itself goes on and is persisted
+    finally:
+        await frames.aclose()
+
+
+def _encode(frame: Frame, with_ids: bool) -> bytes:
+    return sse_frame(frame.event, frame.data, event_id=frame.seq if with_ids else None)
+
+
+@csrf_exempt
+async def session_messages(request: HttpRequest, session_id: str) -> HttpResponse:
+    """POST streams a new turn; GET lists the history (the DRF view)."""
+    if request.method == "GET":
+        from sessions_app.views import SessionMessagesView
+
+        def list_messages() -> HttpResponse:
+            response = SessionMessagesView.as_view()(request, session_id=session_id)
+            return response.render()
+
+        return await sync_to_async(list_messages)()
+    if request.method != "POST":
+        return error_response(f'Method "{request.method}" not allowed.', 405)
+    try:
+        turn = await sync_to_async(_start)(request, session_id)
+    except ApiError as exc:
+        return JsonResponse(envelope(exc.message, exc.status_code), status=exc.status_code)
+    return sse_response(relay(str(turn.id)))
+
+
+def _attach(request: HttpRequest, session_id: str) -> tuple[str, int]:
+    tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
+    session = session_get(tenant_id=tenant.tenant_id, session_id=parse_uuid(session_id))
+    raw_after = request.GET.get("after", "0") or "0"
+    try:
+        after = int(raw_after)
+    except ValueError:
+        raise BadRequest("after: must be an integer") from None
+    if after < 0:
+        raise BadRequest("after: must be >= 0")
+    turn_id = request.GET.get("turn") or session.active_turn_id or session.last_turn_id
+    if not turn_id:
+        raise ApiError("This session has no turn to attach to", status_code=404)
+    if not Turn.objects.filter(pk=parse_uuid(str(turn_id), what="turn"), session=session).exists():
+        raise ApiError("Turn not found", status_code=404)
+    return str(turn_id), after
+
+
+@csrf_exempt
+async def session_stream(request: HttpRequest, session_id: str) -> HttpResponse:
+    """GET: re-attach to the running (or last) turn and replay frames after `after` (with ids)."""
+    if request.method != "GET":
+        return error_response(f'Method "{request.method}" not allowed.', 405)
+    try:
+        turn_id, after = await sync_to_async(_attach)(request, session_id)
+    except ApiError as exc:
+        return JsonResponse(envelope(exc.message, exc.status_code), status=exc.status_code)
+    return sse_response(relay(turn_id, after=after, with_ids=True))
+
+
+def _interrupt(request: HttpRequest, session_id: str) -> dict[str, Any]:
+    tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
+    session = session_get(tenant_id=tenant.tenant_id, session_id=parse_uuid(session_id))
+    if session.status != Session.Status.ACTIVE:
+        raise BadRequest(f"Session is {session.status}")
+    return {"interrupted": turn_interrupt(session=session)}
+
+
+@csrf_exempt
+async def session_interrupt(request: HttpRequest, session_id: str) -> HttpResponse:
+    if request.method != "POST":
+        return error_response(f'Method "{request.method}" not allowed.', 405)
+    try:
+        body = await sync_to_async(_interrupt)(request, session_id)
+    except ApiError as exc:
+        return JsonResponse(envelope(exc.message, exc.status_code), status=exc.status_code)
+    return JsonResponse(body)

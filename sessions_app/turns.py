@@ -1,0 +1,203 @@
+"""Turns: start one (web side), run it on the session's runner, persist and publish everything.
+
+Every SDK message is persisted synchronously (Message / SessionEvent rows, sequences from the
+session counters) before its SSE frames are published; the turn finishes and is stored even
+when nobody is listening.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from ash import dispatch
+from ash.errors import BadRequest, Conflict, ServiceUnavailable
+from ash.events import transport
+from sessions_app.derive import derive
+from sessions_app.models import Message, Session, SessionEvent, Turn
+from sessions_app.services import (
+    session_event_record,
+    session_message_record,
+    session_options,
+    session_runner_id,
+    session_sequence_allocate,
+)
+from usage_app.models import UsageEvent
+from usage_app.services import usage_events_record
+
+log = logging.getLogger("ash.turns")
+
+PER_MESSAGE_OPTIONS = ("model", "maxTurns", "maxBudgetUsd", "effort", "thinking", "outputFormat", "includePartialMessages")
+
+
+def turn_start(*, session: Session, prompt: Any, options: dict[str, Any], source: str = "api") -> Turn:
+    """Claim the session for a new turn (409 if one runs), store the user message, dispatch."""
+    if session.status != Session.Status.ACTIVE:
+        raise BadRequest(f"Session is {session.status}")
+    runner_id = session_runner_id(session)
+    with transaction.atomic():
+        turn = Turn.objects.create(
+            tenant_id=session.tenant_id, session=session, prompt=prompt, options=options, source=source
+        )
+        claimed = Session.objects.filter(pk=session.pk, status=Session.Status.ACTIVE, active_turn__isnull=True).update(
+            active_turn=turn, last_turn=turn, last_active_at=timezone.now()
+        )
+        if not claimed:
+            current = Session.objects.filter(pk=session.pk).values_list("status", "active_turn_id").first()
+            if current and current[0] != Session.Status.ACTIVE:
+                raise BadRequest(f"Session is {current[0]}")
+            raise Conflict("A turn is already running in this session")
+        session_message_record(session=session, role=Message.Role.USER, content={"type": "user", "content": prompt})
+        transaction.on_commit(lambda: _dispatch_turn(str(turn.id), runner_id))
+    return turn
+
+
+def _dispatch_turn(turn_id: str, runner_id: str) -> None:
+    from sessions_app.runner import runner_queue
+    from sessions_app.tasks import run_turn
+
+    dispatch.send(run_turn, args=(turn_id,), queue=runner_queue(runner_id))
+
+
+def turn_run(*, turn_id: str) -> str:
+    """Runner side: run a dispatched turn to completion. Idempotent: only a pending turn runs."""
+    from sessions_app.runner import get_host
+
+    claimed = Turn.objects.filter(pk=turn_id, status=Turn.Status.PENDING).update(
+        status=Turn.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return "skipped"
+    turn = Turn.objects.select_related("session").get(pk=turn_id)
+    session = turn.session
+    publisher = _Publisher(turn)
+    publisher.frame("session_start", {"sessionId": str(session.id), "version": _version()})
+    host = get_host()
+    started = time.monotonic()
+    status, error, tool_calls, results = Turn.Status.COMPLETED, None, 0, 0
+    options = {**session_options(session), **{k: v for k, v in turn.options.items() if v is not None}}
+    options["permissionPrompts"] = "host"
+    try:
+        if host.get(str(session.id)) is None:
+            raise LookupError("sandbox is not running")
+        events = host.stream(host.query(str(session.id), turn.prompt, options, budget_usd=options.get("maxBudgetUsd")))
+        for event in events:
+            kind = getattr(event, "ev", "")
+            if kind == "message":
+                derived = publisher.sdk_message(event.data)
+                tool_calls += derived.tool_calls
+                results += 1 if event.data.get("type") == "result" else 0
+            elif kind == "permission_request":
+                publisher.frame("permission_request", {
+                    "requestId": event.request_id, "toolUseId": event.tool_use_id, "toolName": event.tool_name,
+                    "input": event.input, "description": event.description, "answered": "denied",
+                })
+            elif kind == "error":
+                status, error = Turn.Status.FAILED, event.error
+                publisher.error(event.error)
+            elif kind == "done":
+                if event.sessionId:
+                    Session.objects.filter(pk=session.pk).update(runtime_session_id=event.sessionId)
+        if Turn.objects.filter(pk=turn_id, interrupt_requested=True).exists():
+            status = Turn.Status.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - any failure ends the turn with an error, never a hang
+        status, error = Turn.Status.FAILED, _describe(exc)
+        publisher.error(error)
+        _after_sandbox_failure(session, host, error)
+    finally:
+        usage_events_record(
+            tenant_id=session.tenant_id, session_id=str(session.id), agent_name=session.agent_name,
+            values={
+                UsageEvent.Type.TOOL_CALL: tool_calls,
+                UsageEvent.Type.MESSAGE: results,
+                UsageEvent.Type.COMPUTE_SECONDS: round(time.monotonic() - started, 3),
+            },
+        )
+        with transaction.atomic():
+            Turn.objects.filter(pk=turn_id).update(status=status, error=error, finished_at=timezone.now())
+            Session.objects.filter(pk=session.pk, active_turn_id=turn_id).update(active_turn=None, last_active_at=timezone.now())
+        publisher.frame("done", {"sessionId": str(session.id)})
+        close_old_connections()
+    return status
+
+
+def _version() -> str:
+    import ash
+
+    return ash.__version__
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:500]
+
+
+def _after_sandbox_failure(session: Session, host: Any, error: str) -> None:
+    """The runtime or sandbox died mid-turn: OOM pauses the session, anything else is an error."""
+    from sessions_app.services import session_mark_lost
+
+    try:
+        oom = host.call(host.oom_killed(str(session.id)), timeout=10)
+    except Exception:  # noqa: BLE001
+        oom = False
+    session_mark_lost(session_id=session.pk, oom=oom, detail=error)
+
+
+class _Publisher:
+    """Persist, then publish: rows are committed before their frames leave."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.session = turn.session
+        self.turn_id = str(turn.id)
+        self.transport = transport()
+
+    def frame(self, event: str, data: dict[str, Any]) -> None:
+        self.transport.publish(self.turn_id, event, data)
+
+    def sdk_message(self, message: dict[str, Any]) -> Any:
+        derived = derive(message)
+        if derived.store_message or derived.events:
+            with transaction.atomic():
+                if derived.store_message:
+                    seq = session_sequence_allocate(session_id=self.session.pk, counter="message_seq")
+                    Message.objects.create(
+                        session_id=self.session.pk, tenant_id=self.session.tenant_id, role=Message.Role.ASSISTANT,
+                        content=json.dumps(message, separators=(",", ":")), sequence=seq,
+                    )
+                if derived.events:
+                    first = session_sequence_allocate(session_id=self.session.pk, counter="event_seq", count=len(derived.events))
+                    SessionEvent.objects.bulk_create([
+                        SessionEvent(
+                            session_id=self.session.pk, tenant_id=self.session.tenant_id, type=etype,
+                            data=json.dumps(data, separators=(",", ":")), sequence=first + i,
+                        )
+                        for i, (etype, data) in enumerate(derived.events)
+                    ])
+        for event, data in derived.frames:
+            self.frame(event, data)
+        self.frame("message", message)
+        return derived
+
+    def error(self, text: str) -> None:
+        session_event_record(session=self.session, type=SessionEvent.Type.ERROR, data={"error": text})
+        self.frame("error", {"error": text})
+
+
+def turn_interrupt(*, session: Session) -> bool:
+    """Ask the runner to stop the running turn; False when no turn runs."""
+    turn_id = Session.objects.filter(pk=session.pk).values_list("active_turn_id", flat=True).first()
+    if not turn_id:
+        return False
+    Turn.objects.filter(pk=turn_id).update(interrupt_requested=True)
+    from sessions_app.runner_client import runner_call
+
+    try:
+        return bool(runner_call(session, "interrupt", timeout=10))
+    except ServiceUnavailable:
+        return False
