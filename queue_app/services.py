@@ -33,14 +33,19 @@ def queue_item_enqueue(
             raise BadRequest(f'sessionId: session belongs to agent "{session.agent_name}", not "{agent_name}"')
         if session.status == Session.Status.ENDED:
             raise BadRequest("sessionId: session has ended")
-    return QueueItem.objects.create(
-        tenant_id=tenant_id,
-        agent_name=agent_name,
-        prompt=prompt,
-        session_id=session_id,
-        priority=priority,
-        max_retries=max_retries,
-    )
+    from queue_app.tasks import queue_kick
+
+    with transaction.atomic():
+        item = QueueItem.objects.create(
+            tenant_id=tenant_id,
+            agent_name=agent_name,
+            prompt=prompt,
+            session_id=session_id,
+            priority=priority,
+            max_retries=max_retries,
+        )
+        transaction.on_commit(queue_kick)
+    return item
 
 
 def queue_item_cancel(*, tenant_id: str, item_id: uuid.UUID) -> QueueItem:

@@ -125,10 +125,30 @@ def _heartbeat_loop(host: Any) -> None:
                                 max_sandboxes=settings.ASH_MAX_SANDBOXES, isolation=host.isolation)
             runners_sweep_dead()
             sessions_sweep_idle(host=host)
+            _queue_tick()
         except Exception:  # noqa: BLE001 - the heartbeat must survive a database hiccup
             log.exception("runner heartbeat failed")
         finally:
             close_old_connections()
+
+
+def _queue_tick() -> None:
+    """Retries whose backoff ran out and leases that expired: wake consumers for them."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from queue_app.models import QueueItem
+    from queue_app.processing import queue_items_reap_expired
+    from queue_app.tasks import queue_kick
+
+    if not settings.ASH_QUEUE_ENABLED:
+        return
+    queue_items_reap_expired()
+    ready = QueueItem.objects.filter(status=QueueItem.Status.PENDING).filter(
+        Q(retry_after__isnull=True) | Q(retry_after__lte=timezone.now())
+    ).count()
+    if ready:
+        queue_kick(min(ready, 16))
 
 
 def stop_host() -> None:

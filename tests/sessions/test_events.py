@@ -1,0 +1,56 @@
+"""The turn frame transports: ordered replay after a seq, live delivery, keepalive gaps, Redis too."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+
+import pytest
+
+from ash.events import MemoryTransport, RedisTransport
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def transports() -> list:
+    return [pytest.param(MemoryTransport, id="memory"), pytest.param(lambda: RedisTransport(REDIS_URL), id="redis")]
+
+
+async def collect(transport, turn_id: str, after: int = 0, wait: float = 0.2, limit: int = 50) -> list:
+    out = []
+    async for frame in transport.subscribe(turn_id, after=after, wait=wait):
+        out.append(frame)
+        if frame is not None and frame.terminal or len(out) >= limit:
+            break
+    return out
+
+
+@pytest.mark.parametrize("make", transports())
+async def test_frames_replay_in_order_after_a_sequence_number(make) -> None:
+    transport, turn = make(), str(uuid.uuid4())
+    for i in range(5):
+        transport.publish(turn, "message", {"i": i})
+    transport.publish(turn, "done", {"sessionId": "s"})
+    frames = await collect(transport, turn, after=2)
+    assert [(f.seq, f.event) for f in frames] == [(3, "message"), (4, "message"), (5, "message"), (6, "done")]
+    assert frames[0].data == {"i": 2}
+
+
+@pytest.mark.parametrize("make", transports())
+async def test_live_frames_from_another_thread_reach_a_waiting_subscriber(make) -> None:
+    transport, turn = make(), str(uuid.uuid4())
+
+    def publish_later() -> None:
+        import time
+
+        time.sleep(0.3)
+        transport.publish(turn, "message", {"late": True})
+        transport.publish(turn, "done", {})
+
+    threading.Thread(target=publish_later).start()
+    frames = await asyncio.wait_for(collect(transport, turn, wait=0.1), 10)
+    gaps = [f for f in frames if f is None]
+    real = [f for f in frames if f is not None]
+    assert gaps, "silence must be reported so the relay can send keepalives"
+    assert [f.event for f in real] == ["message", "done"] and real[0].data == {"late": True}
