@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.db import transaction
@@ -10,6 +11,8 @@ from django.db.models import F
 
 from agents_app.models import Agent
 from sessions_app.models import Attachment, Message, Session, SessionEvent
+
+log = logging.getLogger("ash.sessions")
 
 LIVE_STATUSES = (Session.Status.STARTING, Session.Status.ACTIVE, Session.Status.PAUSED, Session.Status.ERROR)
 
@@ -61,14 +64,26 @@ def attachment_files_delete(*, sessions: Any) -> None:
 
 
 def sessions_end_for_agent(*, agent: Agent) -> None:
-    """Before an agent is deleted: end its live sessions and drop their stored blobs."""
+    """Before an agent is deleted: destroy its sessions' sandboxes, end them, drop stored blobs."""
+    from django.core.files.storage import default_storage
+
+    from ash.errors import ApiError
+    from sessions_app.runner_client import runner_call
+
     sessions = Session.objects.filter(agent=agent)
+    for session in sessions.filter(status__in=LIVE_STATUSES, runner_id__isnull=False):
+        try:
+            runner_call(session, "release", timeout=120, snapshot=False)
+        except ApiError as exc:
+            log.warning("could not release the sandbox of session %s: %s", session.pk, exc.message)
     for session in sessions.filter(status__in=LIVE_STATUSES):
         with transaction.atomic():
-            updated = Session.objects.filter(pk=session.pk, status__in=LIVE_STATUSES).update(status=Session.Status.ENDED)
+            updated = Session.objects.filter(pk=session.pk, status__in=LIVE_STATUSES).update(status=Session.Status.ENDED, runner=None)
             if updated:
                 session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": "ended", "reason": "agent deleted"})
     attachment_files_delete(sessions=sessions)
+    for key in sessions.exclude(snapshot_key="").values_list("snapshot_key", flat=True):
+        default_storage.delete(key)
 
 
 def sessions_pause_for_runner(*, runner_id: str, reason: str) -> int:
