@@ -46,6 +46,7 @@ def agent_deploy(
             origin = "placeholder"
 
     for attempt in range(3):
+        folder: storage.WrittenFolder | None = None
         try:
             with transaction.atomic():
                 agent = Agent.objects.select_for_update().filter(tenant_id=tenant_id, name=name).first()
@@ -70,9 +71,11 @@ def agent_deploy(
                     sha256=folder.sha256,
                 )
             return agent
-        except IntegrityError:
+        except BaseException as exc:
+            if folder is not None:
+                storage.remove_version_folder(folder.path)
             # Two first deploys of one name raced; the loser retries as a redeploy.
-            if attempt == 2:
+            if not isinstance(exc, IntegrityError) or attempt == 2:
                 raise
     raise AssertionError("unreachable")
 

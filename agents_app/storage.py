@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -132,7 +133,9 @@ def write_version_folder(*, tenant_id: str, name: str, version: int, files: list
     """Write FILES into a fresh folder atomically (temp dir + rename); returns where and a digest."""
     base = agent_dir(tenant_id, name)
     base.mkdir(parents=True, exist_ok=True)
-    final = base / f"v{version}"
+    # A unique name: two racing first deploys both try version 1 until the database says which
+    # one lost; the loser must not replace the winner's files.
+    final = base / f"v{version}-{secrets.token_hex(4)}"
     staging = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=base))
     digest = hashlib.sha256()
     total = 0
@@ -145,14 +148,16 @@ def write_version_folder(*, tenant_id: str, name: str, version: int, files: list
             digest.update(f.path.encode() + b"\x00" + hashlib.sha256(f.data).digest())
             total += len(f.data)
         os.chmod(staging, 0o755)
-        if final.exists():
-            # Left over from a deploy whose transaction rolled back: that version number is free again.
-            shutil.rmtree(final)
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return WrittenFolder(path=final, file_count=len(files), total_bytes=total, sha256=digest.hexdigest())
+
+
+def remove_version_folder(path: Path) -> None:
+    """Drop a folder whose deploy transaction rolled back."""
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_agent_folders(tenant_id: str, name: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -56,7 +56,7 @@ def query_datetime(request: Request, name: str) -> datetime | None:
     if value is None:
         raise BadRequest(f"{name}: must be an ISO-8601 date-time")
     if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.utc)
+        value = timezone.make_aware(value, UTC)  # no offset given: read as UTC
     return value
 
 

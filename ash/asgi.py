@@ -10,7 +10,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from ash.asgi_limits import BodyLimitASGI  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
+
+from ash.asgi_limits import BodyLimitASGI  # noqa: E402
 
 application = BodyLimitASGI(get_asgi_application())

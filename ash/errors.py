@@ -80,9 +80,15 @@ def _first_validation_message(detail: Any, prefix: str = "") -> str:
     """Flatten DRF's nested error detail into one message that names the field."""
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key == "non_field_errors":
+            if not value:
+                continue
+            if isinstance(key, int):
+                # DRF keys list/ListField errors by item index: name it files[1].content.
+                name = f"{prefix}[{key}]"
+            elif key == "non_field_errors":
                 name = prefix
+            else:
+                name = f"{prefix}.{key}" if prefix else str(key)
             return _first_validation_message(value, name)
     if isinstance(detail, list) and detail:
         first = detail[0]

@@ -27,10 +27,22 @@ class BodySizeLimitMiddleware(MiddlewareMixin):
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         limit = body_limit_for(request.path)
+        if not request.META.get("CONTENT_LENGTH") and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return self._measure_chunked(request, limit)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return error_response("Invalid Content-Length header", 400)
         if length > limit:
             return error_response(too_large_message(limit), 413)
+        return None
+
+    @staticmethod
+    def _measure_chunked(request: HttpRequest, limit: int) -> HttpResponse | None:
+        # DRF treats a request without Content-Length as bodiless. Under ASGI the server has
+        # already received the whole (BodyLimitASGI-bounded) body, so give it its real length.
+        body = request.body
+        if len(body) > limit:
+            return error_response(too_large_message(limit), 413)
+        request.META["CONTENT_LENGTH"] = str(len(body))
         return None

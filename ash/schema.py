@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -18,3 +19,13 @@ def envelope_of(name: str, **fields: Any) -> serializers.Serializer:
 
 def ERRORS(*codes: int) -> dict[int, OpenApiResponse]:  # noqa: N802 - reads like a constant at call sites
     return {code: OpenApiResponse(ApiErrorSerializer) for code in codes}
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Declares `Authorization: Bearer <API key>` for every view using ApiKeyAuthentication."""
+
+    target_class = "ash.auth.ApiKeyAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "description": "An Ash API key"}

@@ -1,0 +1,110 @@
+"""Per-session sequence numbers: an atomic counter, gapless and unique under concurrent writers."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from agents_app.models import Agent
+from sessions_app.models import Message, Session, SessionEvent
+from sessions_app.services import (
+    session_event_record,
+    session_message_record,
+    session_sequence_allocate,
+)
+
+THREADS = 8
+EVENTS_PER_THREAD = 6
+
+
+def _session(tenant_id: str = "seq") -> Session:
+    agent = Agent.objects.create(tenant_id=tenant_id, name="seq-agent", path="/nonexistent")
+    return Session.objects.create(tenant_id=tenant_id, agent=agent, agent_name="seq-agent", status="active")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_event_records_get_exactly_1_to_n():
+    session = _session()
+    start = threading.Barrier(THREADS)
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            start.wait(timeout=10)
+            for i in range(EVENTS_PER_THREAD):
+                session_event_record(session=session, type="text", data={"thread": index, "i": i})
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+    total = THREADS * EVENTS_PER_THREAD
+    sequences = list(SessionEvent.objects.filter(session=session).order_by("sequence").values_list("sequence", flat=True))
+    assert sequences == list(range(1, total + 1))
+    session.refresh_from_db()
+    assert session.event_seq == total
+    # Each thread's own events keep their order.
+    for n in range(THREADS):
+        mine = [e for e in SessionEvent.objects.filter(session=session).order_by("sequence") if f'"thread":{n},' in e.data]
+        assert [int(e.data.split('"i":')[1].rstrip("}")) for e in mine] == list(range(EVENTS_PER_THREAD))
+
+
+@pytest.mark.django_db
+def test_messages_and_events_have_separate_counters():
+    session = _session()
+    session_event_record(session=session, type="lifecycle", data={"action": "created"})
+    first = session_message_record(session=session, role="user", content={"type": "user", "content": "hi"})
+    second = session_event_record(session=session, type="text", data=None)
+    assert (first.sequence, second.sequence) == (1, 2)
+    assert second.data is None
+
+
+@pytest.mark.django_db
+def test_counters_are_per_session():
+    one, two = _session("t1"), _session("t2")
+    session_event_record(session=one, type="text", data={})
+    session_event_record(session=one, type="text", data={})
+    assert session_event_record(session=two, type="text", data={}).sequence == 1
+
+
+@pytest.mark.django_db
+def test_rolled_back_allocation_leaves_no_gap():
+    session = _session()
+    with pytest.raises(RuntimeError, match="boom"), transaction.atomic():
+        session_event_record(session=session, type="text", data={})
+        raise RuntimeError("boom")
+    assert session_event_record(session=session, type="text", data={}).sequence == 1
+
+
+@pytest.mark.django_db
+def test_allocating_a_block_returns_its_first_number():
+    session = _session()
+    with transaction.atomic():
+        assert session_sequence_allocate(session_id=session.pk, counter="message_seq", count=3) == 1
+        assert session_sequence_allocate(session_id=session.pk, counter="message_seq") == 4
+
+
+@pytest.mark.django_db
+def test_allocation_refuses_unknown_counter():
+    session = _session()
+    with pytest.raises(ValueError), transaction.atomic():
+        session_sequence_allocate(session_id=session.pk, counter="id")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_allocation_outside_a_transaction_is_refused():
+    session = _session()
+    with pytest.raises(RuntimeError, match="inside transaction.atomic"):
+        session_sequence_allocate(session_id=session.pk, counter="event_seq")
+    assert not Message.objects.exists()
