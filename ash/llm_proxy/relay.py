@@ -1,0 +1,136 @@
+"""Forward one request to the upstream model API and relay its answer, metering usage."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ash.llm_proxy.errors import error_body, error_bytes, is_anthropic_error, new_request_id
+from ash.llm_proxy.http11 import HttpConnection, IncomingRequest
+from ash.llm_proxy.metering import UsageMeter
+
+if TYPE_CHECKING:
+    from ash.llm_proxy.server import ModelProxy
+
+# Only these client headers reach the model API: never the client's auth, cookies or host.
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {"content-type", "accept", "anthropic-version", "anthropic-beta", "user-agent"})
+RELAYED_RESPONSE_HEADERS = frozenset(
+    {"content-type", "request-id", "retry-after", "x-should-retry", "cache-control"})
+RELAYED_RESPONSE_PREFIXES = ("anthropic-ratelimit-",)
+MAX_ERROR_BODY = 64 * 1024
+
+
+def _relayed_headers(response: httpx.Response) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in response.headers.items()
+            if k in RELAYED_RESPONSE_HEADERS or k.startswith(RELAYED_RESPONSE_PREFIXES)]
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= cap:
+            break
+    return b"".join(parts)[:cap]
+
+
+async def _send_error(conn: HttpConnection, status: int, message: str,
+                      error_type: str | None = None) -> int:
+    request_id = new_request_id()
+    body = error_bytes(status, message, error_type=error_type, request_id=request_id)
+    await conn.respond(status, [("content-type", "application/json"), ("request-id", request_id)],
+                       body)
+    return status
+
+
+async def relay_upstream(proxy: ModelProxy, conn: HttpConnection, request: IncomingRequest,
+                         is_messages: bool) -> int:
+    """Send `request` upstream with the credential; returns the status given to the client."""
+    upstream = proxy.upstream
+    headers = [(k, v) for k, v in request.headers if k in FORWARDED_REQUEST_HEADERS]
+    headers += list(upstream.auth_headers().items())
+    client = proxy.upstream_client()
+    # Per-request timeouts: the upstream (and its timeouts) can change while the client is shared.
+    timeout = httpx.Timeout(connect=upstream.connect_timeout_s, read=upstream.read_timeout_s,
+                            write=upstream.write_timeout_s, pool=upstream.connect_timeout_s)
+    outgoing = client.build_request(request.method, upstream.url + request.target, headers=headers,
+                                    content=request.body if request.method == "POST" else None,
+                                    timeout=timeout)
+    started = time.monotonic()
+    try:
+        response = await client.send(outgoing, stream=True)
+    except httpx.TimeoutException:
+        return await _send_error(conn, 504, "the model API did not respond in time",
+                                 "timeout_error")
+    except httpx.HTTPError as exc:
+        # The exception text can carry the upstream address; the kind of failure is enough.
+        return await _send_error(conn, 502, f"the model API is unreachable ({type(exc).__name__})")
+    try:
+        if response.status_code >= 400:
+            return await _relay_error(conn, response)
+        content_type = response.headers.get("content-type", "")
+        if is_messages and content_type.startswith("text/event-stream"):
+            return await _relay_stream(proxy, conn, response, started)
+        body = await response.aread()
+        if is_messages:
+            meter = UsageMeter()
+            meter.feed_json(body)
+            await conn.respond(response.status_code, _relayed_headers(response), body)
+            await proxy.record_usage(meter, response.headers.get("request-id"), started,
+                                     local=False, stream=False)
+        else:
+            await conn.respond(response.status_code, _relayed_headers(response), body)
+        return response.status_code
+    except httpx.TimeoutException:
+        return await _send_error(conn, 504, "the model API timed out", "timeout_error")
+    except httpx.HTTPError as exc:
+        return await _send_error(conn, 502, f"the model API failed ({type(exc).__name__})")
+    finally:
+        await response.aclose()
+
+
+async def _relay_error(conn: HttpConnection, response: httpx.Response) -> int:
+    status = response.status_code
+    body = await _read_capped(response, MAX_ERROR_BODY)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    headers = _relayed_headers(response)
+    if not is_anthropic_error(payload):
+        # A gateway's HTML page or a truncated body: keep the status, give the SDK its shape.
+        request_id = response.headers.get("request-id")
+        body = json.dumps(error_body(status, f"the model API answered HTTP {status}",
+                                     request_id=request_id)).encode()
+        headers = [(k, v) for k, v in headers if k != "content-type"]
+        headers.append(("content-type", "application/json"))
+    await conn.respond(status, headers, body)
+    return status
+
+
+async def _relay_stream(proxy: ModelProxy, conn: HttpConnection, response: httpx.Response,
+                        started: float) -> int:
+    meter = UsageMeter()
+    try:
+        await conn.start_stream(response.status_code, _relayed_headers(response))
+        try:
+            async for chunk in response.aiter_bytes():
+                meter.feed(chunk)
+                await conn.send_chunk(chunk)
+        except httpx.HTTPError as exc:
+            # Headers are gone already: end the stream with an SSE error the SDK raises.
+            kind = "timeout_error" if isinstance(exc, httpx.TimeoutException) else "api_error"
+            event = {"type": "error", "error": {
+                "type": kind, "message": f"the model API stream failed ({type(exc).__name__})"}}
+            await conn.send_chunk(f"event: error\ndata: {json.dumps(event)}\n\n".encode())
+        await conn.end_stream()
+    finally:
+        await proxy.record_usage(meter, response.headers.get("request-id"), started,
+                                 local=False, stream=True)
+    return response.status_code
