@@ -179,6 +179,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "ash.schema.add_async_views"],
 }
 ASH_MAX_BODY_BYTES = env.int("ASH_MAX_BODY_BYTES", default=16 << 20)
 # Routes whose bodies legitimately carry base64 files (workspace bundles, file batches).
