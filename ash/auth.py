@@ -7,10 +7,12 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
@@ -22,6 +24,7 @@ from ash.secrets import write_private_file
 log = logging.getLogger("ash.auth")
 
 KEY_PREFIX = "ash_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 INITIAL_KEY_FILENAME = "initial-api-key"
 
 
@@ -77,9 +80,13 @@ def tenant_from_authorization(header: str | None) -> Tenant:
         raise Unauthorized("Invalid Authorization header format")
     if settings.ASH_API_KEY and hmac.compare_digest(key.encode(), settings.ASH_API_KEY.encode()):
         return Tenant(tenant_id="default", api_key_id="env")
-    row = ApiKey.objects.filter(key_hash=hash_api_key(key), revoked_at__isnull=True).only("id", "tenant_id").first()
+    row = ApiKey.objects.filter(key_hash=hash_api_key(key), revoked_at__isnull=True).only("id", "tenant_id", "last_used_at").first()
     if row is None:
         raise Unauthorized("Invalid API key")
+    now = timezone.now()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        # At most one write per key per minute, not one per request.
+        ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
     return Tenant(tenant_id=row.tenant_id, api_key_id=str(row.id))
 
 

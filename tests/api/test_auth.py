@@ -168,3 +168,18 @@ def test_other_tenants_queue_item_is_404(api, other_api, deploy):
 def test_other_tenant_cannot_enqueue_for_my_agent(other_api, deploy):
     deploy("worker")
     assert_error(other_api.post_json("/api/queue", {"agentName": "worker", "prompt": "go"}), 400, 'agentName: agent "worker" not found')
+
+
+def test_a_used_key_records_when_it_was_last_used(make_client):
+    from ash.core.models import ApiKey
+
+    client = make_client("tenant-last-used")
+    row = ApiKey.objects.get(tenant_id="tenant-last-used")
+    assert row.last_used_at is None
+    assert client.get("/api/agents").status_code == 200
+    row.refresh_from_db()
+    first = row.last_used_at
+    assert first is not None
+    assert client.get("/api/agents").status_code == 200
+    row.refresh_from_db()
+    assert row.last_used_at == first  # at most one write per minute
