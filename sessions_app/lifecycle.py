@@ -41,10 +41,9 @@ def _transition(session: Session, *, from_statuses: tuple[str, ...], to: str, **
 
 def choose_runner() -> str:
     """The live runner with the most free slots (this process's own in embedded mode)."""
+    from ash import dispatch
     from ash.core.health import live_runners
     from sessions_app.runner import get_host
-
-    from ash import dispatch
 
     if dispatch.embedded():
         return get_host().runner_id

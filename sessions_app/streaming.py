@@ -15,12 +15,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from rest_framework import serializers as drf_serializers
 
 from ash.auth import tenant_from_authorization
 from ash.errors import ApiError, BadRequest, envelope, error_response, parse_uuid
 from ash.events import Frame, transport
 from ash.sse import KEEPALIVE, sse_frame, sse_response
-from rest_framework import serializers as drf_serializers
 from sessions_app.models import Session, Turn
 from sessions_app.selectors import session_get
 from sessions_app.serializers import MessageSendSerializer

@@ -100,9 +100,8 @@ def turn_run(*, turn_id: str) -> str:
             elif kind == "error":
                 status, error = Turn.Status.FAILED, event.error
                 publisher.error(event.error)
-            elif kind == "done":
-                if event.sessionId:
-                    Session.objects.filter(pk=session.pk).update(runtime_session_id=event.sessionId)
+            elif kind == "done" and event.sessionId:
+                Session.objects.filter(pk=session.pk).update(runtime_session_id=event.sessionId)
         if Turn.objects.filter(pk=turn_id, interrupt_requested=True).exists():
             status = Turn.Status.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - any failure ends the turn with an error, never a hang
