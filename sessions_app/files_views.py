@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 
 from asgiref.sync import async_to_sync
 from django.core.files.base import ContentFile
@@ -17,13 +18,24 @@ from rest_framework.views import APIView
 from ash.api import query_bool, query_choice, tenant_id_of, validated
 from ash.content_types import attachment_disposition, content_type_for
 from ash.errors import BadRequest, PayloadTooLarge, parse_uuid
-from ash.sandbox.workspace_fs import ATTACHMENT_LIMIT, JSON_READ_LIMIT, RAW_READ_LIMIT, safe_filename
+from ash.sandbox.workspace_fs import (
+    ATTACHMENT_LIMIT,
+    JSON_READ_LIMIT,
+    RAW_READ_LIMIT,
+    safe_filename,
+)
 from ash.schema import ERRORS, envelope_of
 from sessions_app.models import Attachment, Session
 from sessions_app.runner_client import runner_call
 from sessions_app.selectors import attachment_get, attachment_list, session_get
-from sessions_app.serializers import AttachmentCreateSerializer, AttachmentSerializer, FilesWriteSerializer, WorkspaceUploadSerializer
+from sessions_app.serializers import (
+    AttachmentCreateSerializer,
+    AttachmentSerializer,
+    FilesWriteSerializer,
+    WorkspaceUploadSerializer,
+)
 from sessions_app.workspace import snapshot_fs, workspace_source
+
 
 class FileEntrySerializer(serializers.Serializer):
     path = serializers.CharField()
@@ -138,10 +150,8 @@ class SessionAttachmentsView(APIView):
         )
         attachment.file.save(filename, ContentFile(content), save=True)
         if session.status in (Session.Status.ACTIVE, Session.Status.PAUSED) and session.runner_id:
-            try:
+            with contextlib.suppress(BadRequest):  # no live sandbox: the stored copy is the one that counts
                 runner_call(session, "copy_in", timeout=60, filename=filename, content_b64=data["content"])
-            except BadRequest:
-                pass  # no live sandbox: the stored copy is the one that counts
         return Response({"attachment": AttachmentSerializer(attachment).data}, status=status.HTTP_201_CREATED)
 
 

@@ -6,6 +6,7 @@ Celery worker started with `-Q ash,runner.<id>` is one (see sessions_app/signals
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -82,7 +83,7 @@ def _start_host() -> Any:
         max_sandboxes=settings.ASH_MAX_SANDBOXES,
         idle_timeout=settings.ASH_IDLE_TIMEOUT,
         on_usage=record_proxy_usage,
-        persist_workspace=persist_workspace_snapshot,
+        persist_workspace=functools.partial(persist_workspace_snapshot, backend=backend),
     )
     host.isolation = isolation
     runner_register(

@@ -80,7 +80,7 @@ class Hosted:
 
 
 UsageSink = Callable[[SessionSpec, UsageRecord], Awaitable[None]]
-WorkspaceHook = Callable[[SessionSpec, PoolEntry], Awaitable[None]]
+WorkspaceHook = Callable[..., Awaitable[None]]  # (spec, entry, *, reason=...)
 
 
 class RunnerHost:
@@ -155,6 +155,15 @@ class RunnerHost:
     def close(self) -> None:
         async def shutdown() -> None:
             for session_id in list(self.hosted):
+                hosted = self.hosted[session_id]
+                # Snapshot first, so the session (now paused) resumes cold with its workspace.
+                if self.persist_workspace is not None and hosted.entry.sandbox is not None:
+                    with contextlib.suppress(Exception):
+                        await self.backend.resume(hosted.entry.sandbox)  # a frozen sandbox cannot be read
+                    try:
+                        await self.persist_workspace(hosted.spec, hosted.entry, reason="runner shut down")
+                    except Exception:  # noqa: BLE001 - shutting down: keep going, the workspace dir stays
+                        log.exception("snapshot of session %s at shutdown failed", session_id)
                 with contextlib.suppress(Exception):
                     await self._release(session_id, destroy=True, keep_workspace=True)
             await self.pool.close(persist=False)

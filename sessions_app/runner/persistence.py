@@ -90,13 +90,17 @@ async def restore_from_storage(backend: Any, entry: PoolEntry, key: str) -> None
     await backend.restore(entry.sandbox, gen())
 
 
-async def persist_workspace_snapshot(spec: SessionSpec, entry: PoolEntry) -> None:
-    """Eviction or idle sweep: snapshot first, record it on the session, mark it paused."""
+async def persist_workspace_snapshot(spec: SessionSpec, entry: PoolEntry, *, backend: Any = None,
+                                     reason: str = "idle or evicted") -> None:
+    """Eviction, idle sweep or runner shutdown: snapshot first, record it on the session, mark it paused."""
     from sessions_app.services import session_snapshot_taken
-
-    from sessions_app.runner import get_host
 
     if entry.sandbox is None:
         return
-    key = await snapshot_to_storage(get_host().backend, entry, tenant_id=spec.tenant_id, session_id=spec.session_id)
-    await asyncio.to_thread(_in_thread, session_snapshot_taken, session_id=spec.session_id, key=key, pause=True, reason="idle or evicted")
+    if backend is None:
+        # A runner shutting down has already cleared the singleton: callers there pass BACKEND.
+        from sessions_app.runner import get_host
+
+        backend = get_host().backend
+    key = await snapshot_to_storage(backend, entry, tenant_id=spec.tenant_id, session_id=spec.session_id)
+    await asyncio.to_thread(_in_thread, session_snapshot_taken, session_id=spec.session_id, key=key, pause=True, reason=reason)
