@@ -194,6 +194,8 @@ ASH_SANDBOX_BACKEND = env.str("ASH_SANDBOX_BACKEND", default="process")  # proce
 ASH_DOCKER_IMAGE = env.str("ASH_DOCKER_IMAGE", default="")
 ASH_DOCKER_HOST = env.str("ASH_DOCKER_HOST", default="") or env.str("DOCKER_HOST", default="")
 ASH_MAX_SANDBOXES = env.int("ASH_MAX_SANDBOXES", default=100)
+# Snapshot the workspace after every turn (off the request path): a crashed runner loses at most a turn.
+ASH_SNAPSHOT_AFTER_TURN = env.bool("ASH_SNAPSHOT_AFTER_TURN", default=True)
 ASH_IDLE_TIMEOUT = env.int("ASH_IDLE_TIMEOUT", default=1800)  # seconds
 
 ASH_QUEUE_LEASE_SECONDS = env.int("ASH_QUEUE_LEASE_SECONDS", default=3600)

@@ -1,9 +1,14 @@
 """Test overlay: an isolated data dir per test process, then the real settings."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("ASH_DATA_DIR", tempfile.mkdtemp(prefix="ash-test-"))
+if "ASH_DATA_DIR" not in os.environ:
+    os.environ["ASH_DATA_DIR"] = tempfile.mkdtemp(prefix="ash-test-")
+    # Only the directory this process created is removed, never one given from outside.
+    atexit.register(shutil.rmtree, os.environ["ASH_DATA_DIR"], ignore_errors=True)
 os.environ.setdefault("ASH_LOG_LEVEL", "WARNING")
 # In-process API tests have no runner; the consumer is exercised against real servers (tests/e2e).
 os.environ.setdefault("ASH_QUEUE_ENABLED", "false")

@@ -19,7 +19,7 @@ from ash.errors import BadRequest, Gone, NotFound, ServiceUnavailable
 from credentials_app.services import credential_use
 from sessions_app.models import Message, Session, SessionEvent
 from sessions_app.runner_client import runner_call
-from sessions_app.services import session_event_record, session_sequence_allocate
+from sessions_app.services import session_event_record, session_sequence_allocate, session_snapshot_record
 
 log = logging.getLogger("ash.sessions")
 
@@ -133,9 +133,9 @@ def session_stop(*, session: Session) -> Session:
     if session.status not in (Session.Status.ACTIVE, Session.Status.PAUSED, Session.Status.STARTING, Session.Status.ERROR):
         raise BadRequest(f'Cannot stop session with status "{session.status}"')
     key = _release_sandbox(session)
-    fields: dict[str, Any] = {"runner": None, "active_turn": None}
     if key:
-        fields["snapshot_key"] = key
+        session_snapshot_record(session_id=session.pk, key=key)
+    fields: dict[str, Any] = {"runner": None, "active_turn": None}
     if not _transition(session, from_statuses=(Session.Status.ACTIVE, Session.Status.PAUSED, Session.Status.STARTING, Session.Status.ERROR),
                        to=Session.Status.STOPPED, **fields):
         raise BadRequest(f'Cannot stop session with status "{session.status}"')
@@ -148,9 +148,9 @@ def session_end(*, session: Session) -> Session:
     if session.status == Session.Status.ENDED:
         return session
     key = _release_sandbox(session) if session.runner_id else None
-    fields: dict[str, Any] = {"runner": None, "active_turn": None}
     if key:
-        fields["snapshot_key"] = key
+        session_snapshot_record(session_id=session.pk, key=key)
+    fields: dict[str, Any] = {"runner": None, "active_turn": None}
     if _transition(session, from_statuses=tuple(s for s in Session.Status.values if s != Session.Status.ENDED),
                    to=Session.Status.ENDED, **fields):
         _lifecycle(session, "ended")
@@ -190,6 +190,8 @@ def session_fork(*, session: Session) -> Session:
             key = runner_call(session, "snapshot", timeout=600)
         except ServiceUnavailable:
             key = None
+        if key:
+            session_snapshot_record(session_id=session.pk, key=key)
     key = key or session.snapshot_key
     child_key = ""
     if key:

@@ -128,11 +128,21 @@ def session_mark_lost(*, session_id: Any, oom: bool, detail: str) -> None:
             session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": target, "reason": reason})
 
 
+def session_snapshot_record(*, session_id: Any, key: str) -> None:
+    """Point the session at its newest workspace snapshot; the blob it replaces is deleted."""
+    from django.core.files.storage import default_storage
+
+    old = Session.objects.filter(pk=session_id).values_list("snapshot_key", flat=True).first()
+    Session.objects.filter(pk=session_id).update(snapshot_key=key)
+    if old and old != key:
+        transaction.on_commit(lambda: default_storage.delete(old))
+
+
 def session_snapshot_taken(*, session_id: Any, key: str, pause: bool, reason: str) -> None:
     """Record a snapshot; when the sandbox is going away (eviction, idle), the session becomes paused."""
     session = Session.objects.get(pk=session_id)
     with transaction.atomic():
-        Session.objects.filter(pk=session.pk).update(snapshot_key=key)
+        session_snapshot_record(session_id=session.pk, key=key)
         if pause and Session.objects.filter(pk=session.pk, status=Session.Status.ACTIVE).update(status=Session.Status.PAUSED):
             session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": "paused", "reason": reason})
 

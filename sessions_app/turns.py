@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
@@ -91,7 +92,12 @@ def turn_run(*, turn_id: str) -> str:
             if kind == "message":
                 derived = publisher.sdk_message(event.data)
                 tool_calls += derived.tool_calls
-                results += 1 if event.data.get("type") == "result" else 0
+                if event.data.get("type") == "result":
+                    results += 1
+                    if event.data.get("is_error"):
+                        # The agent ended in error (API error, max turns, budget): the turn failed.
+                        status = Turn.Status.FAILED
+                        error = str(event.data.get("result") or event.data.get("subtype") or "error")[:2000]
             elif kind == "permission_request":
                 publisher.frame("permission_request", {
                     "requestId": event.request_id, "toolUseId": event.tool_use_id, "toolName": event.tool_name,
@@ -122,7 +128,19 @@ def turn_run(*, turn_id: str) -> str:
             Session.objects.filter(pk=session.pk, active_turn_id=turn_id).update(active_turn=None, last_active_at=timezone.now())
         publisher.frame("done", {"sessionId": str(session.id)})
         close_old_connections()
+        if settings.ASH_SNAPSHOT_AFTER_TURN and host.get(str(session.id)) is not None:
+            host.snapshot_in_background(str(session.id), _snapshot_recorder(session.pk))
     return status
+
+
+def _snapshot_recorder(session_pk: Any) -> Any:
+    from sessions_app.runner.persistence import in_db_thread
+    from sessions_app.services import session_snapshot_record
+
+    async def record(key: str) -> None:
+        await in_db_thread(session_snapshot_record, session_id=session_pk, key=key)
+
+    return record
 
 
 def _version() -> str:

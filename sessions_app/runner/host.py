@@ -76,6 +76,7 @@ class Hosted:
     runtime: RuntimeClient | None = None
     stderr_task: asyncio.Task[None] | None = None
     turn_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     current_qid: str | None = None
 
 
@@ -315,6 +316,35 @@ class RunnerHost:
                     yield event
             finally:
                 hosted.current_qid = None
+
+    async def snapshot(self, session_id: str, *, record: Callable[[str], Awaitable[None]] | None = None) -> str | None:
+        """Snapshot the session's workspace to storage (one at a time per session); the storage key.
+
+        RECORD, when given, runs under the same lock so snapshots are recorded in the order taken.
+        """
+        from sessions_app.runner.persistence import snapshot_to_storage
+
+        hosted = self.get(session_id)
+        if hosted is None:
+            return None
+        async with hosted.snapshot_lock:
+            if not hosted.entry.live:
+                return None
+            key = await snapshot_to_storage(self.backend, hosted.entry, tenant_id=hosted.spec.tenant_id, session_id=session_id)
+            if record is not None:
+                await record(key)
+            return key
+
+    def snapshot_in_background(self, session_id: str, record: Callable[[str], Awaitable[None]]) -> None:
+        """After a turn: persist the workspace off the request path, so a crash loses at most one turn."""
+
+        async def run() -> None:
+            try:
+                await self.snapshot(session_id, record=record)
+            except Exception:  # noqa: BLE001 - the sandbox may be going away; the next turn retries
+                log.warning("background snapshot of session %s failed", session_id, exc_info=True)
+
+        asyncio.run_coroutine_threadsafe(run(), self.loop)
 
     async def interrupt(self, session_id: str) -> bool:
         hosted = self.get(session_id)

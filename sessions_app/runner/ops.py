@@ -17,7 +17,7 @@ from credentials_app.services import credential_plaintext
 from sessions_app.models import Session
 from sessions_app.runner import get_host
 from sessions_app.runner.host import SessionSpec
-from sessions_app.runner.persistence import restore_from_storage, snapshot_to_storage
+from sessions_app.runner.persistence import restore_from_storage
 
 log = logging.getLogger("ash.runner")
 
@@ -115,12 +115,7 @@ def pause(session: Session, params: dict[str, Any]) -> bool:
 def snapshot(session: Session, params: dict[str, Any]) -> str | None:
     """Persist the live workspace to storage; None when the session has no live sandbox here."""
     host = get_host()
-    hosted = host.get(str(session.pk))
-    if hosted is None:
-        return None
-    return host.call(
-        snapshot_to_storage(host.backend, hosted.entry, tenant_id=session.tenant_id, session_id=str(session.pk)), timeout=600
-    )
+    return host.call(host.snapshot(str(session.pk)), timeout=600)
 
 
 @op("release")

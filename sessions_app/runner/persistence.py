@@ -32,10 +32,14 @@ def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
         close_old_connections()
 
 
+async def in_db_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """Run a database function from the runner loop without blocking it."""
+    return await asyncio.to_thread(_in_thread, fn, *args, **kwargs)
+
+
 async def record_proxy_usage(spec: SessionSpec, record: UsageRecord) -> None:
     """One metered model call → UsageEvent rows (synchronously committed before we return)."""
-    await asyncio.to_thread(
-        _in_thread,
+    await in_db_thread(
         usage_record_model_call,
         tenant_id=spec.tenant_id,
         session_id=spec.session_id,
@@ -90,17 +94,12 @@ async def restore_from_storage(backend: Any, entry: PoolEntry, key: str) -> None
     await backend.restore(entry.sandbox, gen())
 
 
-async def persist_workspace_snapshot(spec: SessionSpec, entry: PoolEntry, *, backend: Any = None,
+async def persist_workspace_snapshot(spec: SessionSpec, entry: PoolEntry, *, backend: Any,
                                      reason: str = "idle or evicted") -> None:
     """Eviction, idle sweep or runner shutdown: snapshot first, record it on the session, mark it paused."""
     from sessions_app.services import session_snapshot_taken
 
     if entry.sandbox is None:
         return
-    if backend is None:
-        # A runner shutting down has already cleared the singleton: callers there pass BACKEND.
-        from sessions_app.runner import get_host
-
-        backend = get_host().backend
     key = await snapshot_to_storage(backend, entry, tenant_id=spec.tenant_id, session_id=spec.session_id)
-    await asyncio.to_thread(_in_thread, session_snapshot_taken, session_id=spec.session_id, key=key, pause=True, reason=reason)
+    await in_db_thread(session_snapshot_taken, session_id=spec.session_id, key=key, pause=True, reason=reason)
