@@ -19,7 +19,11 @@ from ash.errors import BadRequest, Gone, NotFound, ServiceUnavailable
 from credentials_app.services import credential_use
 from sessions_app.models import Message, Session, SessionEvent
 from sessions_app.runner_client import runner_call
-from sessions_app.services import session_event_record, session_sequence_allocate, session_snapshot_record
+from sessions_app.services import (
+    session_event_record,
+    session_sequence_allocate,
+    session_snapshot_record,
+)
 
 log = logging.getLogger("ash.sessions")
 
