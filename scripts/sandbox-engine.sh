@@ -107,7 +107,7 @@ stop_engine() {
   rm -f "$PIDF" "$SOCK" "$DIR/dockerd.own.pid"
   # Container mounts (overlay, shm) under our data root should be gone; unmount leftovers.
   if [ -d "$DIR/data" ]; then
-    findmnt -rn -o TARGET | grep -F "$DIR/" | sort -r | while read -r m; do umount -l "$m" || true; done
+    { findmnt -rn -o TARGET | grep -F "$DIR/" || true; } | sort -r | while read -r m; do umount -l "$m" || true; done
   fi
   if [ -f "$DIR/remove-key-json" ]; then
     rm -f /etc/docker/key.json "$DIR/remove-key-json"

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import sysconfig
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -25,11 +24,9 @@ import docker.errors
 from docker.models.containers import Container
 from docker.types import Mount, Ulimit
 
-import ash
 from ash.sandbox.base import (
     AGENT_PATH,
     PROXY_DIR_PATH,
-    RUNTIME_PATH,
     WORKSPACE_PATH,
     ExecResult,
     Isolation,
@@ -42,33 +39,18 @@ from ash.sandbox.docker_exec import Capture, DockerProcess, feed_stdin, open_exe
 from ash.sandbox.docker_sandbox import (
     AGENT_GID,
     AGENT_UID,
+    BASE_ENV,
     DockerSandbox,
     WorkspaceOps,
     prepare_workspace,
+    runtime_mounts,
 )
+
+__all__ = ["BASE_ENV", "SANDBOX_LABEL", "DockerBackend", "DockerSandbox", "runtime_mounts"]
 
 SANDBOX_LABEL = "ash.sandbox"
 CONTAINER_PREFIX = "ash-"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-# The whole environment of a sandbox apart from spec.env: nothing is inherited from the host.
-BASE_ENV: Mapping[str, str] = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "HOME": WORKSPACE_PATH,
-    "USER": "agent",
-    "LANG": "C.UTF-8",
-    "TMPDIR": "/tmp",
-    "PYTHONPATH": f"{RUNTIME_PATH}/src:{RUNTIME_PATH}/site",
-    "PYTHONDONTWRITEBYTECODE": "1",
-}
-
-
-def runtime_mounts() -> list[tuple[Path, str]]:
-    """(host dir, container dir) pairs for the Ash package and the venv's site-packages."""
-    return [
-        (Path(ash.__file__).resolve().parent, f"{RUNTIME_PATH}/src/ash"),
-        (Path(sysconfig.get_paths()["purelib"]).resolve(), f"{RUNTIME_PATH}/site"),
-    ]
 
 
 def _translate(e: docker.errors.DockerException, what: str) -> SandboxError:

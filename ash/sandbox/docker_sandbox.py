@@ -11,20 +11,47 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import sysconfig
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import ash
 from ash.sandbox import docker_archive
-from ash.sandbox.base import SandboxGone, SandboxSpec, SandboxStats
+from ash.sandbox.base import (
+    RUNTIME_PATH,
+    WORKSPACE_PATH,
+    SandboxGone,
+    SandboxSpec,
+    SandboxStats,
+)
 from ash.sandbox.docker_cgroup import ContainerCgroups
 from ash.sandbox.docker_stream import stream_from_thread
 
 log = logging.getLogger(__name__)
 
 AGENT_UID = AGENT_GID = 1000  # `agent` in the image; also the host owner of workspaces
+
+# The whole environment of a sandbox apart from spec.env: nothing is inherited from the host.
+BASE_ENV: Mapping[str, str] = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": WORKSPACE_PATH,
+    "USER": "agent",
+    "LANG": "C.UTF-8",
+    "TMPDIR": "/tmp",
+    "PYTHONPATH": f"{RUNTIME_PATH}/src:{RUNTIME_PATH}/site",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+
+def runtime_mounts() -> list[tuple[Path, str]]:
+    """(host dir, container dir) pairs for the Ash package and the venv's site-packages."""
+    return [
+        (Path(ash.__file__).resolve().parent, f"{RUNTIME_PATH}/src/ash"),
+        (Path(sysconfig.get_paths()["purelib"]).resolve(), f"{RUNTIME_PATH}/site"),
+    ]
 
 
 @dataclass
