@@ -39,8 +39,11 @@ def make_backend() -> tuple[Any, str]:
     base = settings.ASH_DATA_DIR / "runner"
     if settings.ASH_SANDBOX_BACKEND == "docker":
         from ash.sandbox.docker_backend import DockerBackend
+        from ash.sandbox.image import image_tag
 
-        backend = DockerBackend(base_dir=base, image=settings.ASH_DOCKER_IMAGE, docker_host=settings.ASH_DOCKER_HOST or None)
+        # The image is built locally by scripts/build-sandbox-image.sh (no registry is needed).
+        backend = DockerBackend(base_dir=base, image=settings.ASH_DOCKER_IMAGE or image_tag(),
+                                docker_host=settings.ASH_DOCKER_HOST or None)
         return backend, str(backend.isolation)
     from ash.sandbox.process_backend import ProcessBackend
 
