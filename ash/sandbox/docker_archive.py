@@ -235,15 +235,3 @@ def extract_tree_tar(
 def iter_chunks(f: BinaryIO, size: int = _CHUNK) -> Iterator[bytes]:
     while chunk := f.read(size):
         yield chunk
-
-
-def tree_size(root: os.PathLike[str] | str) -> int:
-    """Bytes allocated below `root`, walked by directory fds without following links."""
-    total = 0
-    with contextlib.suppress(FileNotFoundError):
-        for _d, _dirs, files, dfd in os.fwalk(root, follow_symlinks=False):
-            total += os.fstat(dfd).st_blocks * 512
-            for name in files:
-                with contextlib.suppress(FileNotFoundError):
-                    total += os.stat(name, dir_fd=dfd, follow_symlinks=False).st_blocks * 512
-    return total

@@ -29,6 +29,7 @@ from ash.sandbox.base import (
 )
 from ash.sandbox.docker_cgroup import ContainerCgroups
 from ash.sandbox.docker_stream import stream_from_thread
+from ash.sandbox.quota import DiskGuard, tree_size
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def prepare_workspace(ws: Path) -> None:
             os.chown(name, AGENT_UID, AGENT_GID, dir_fd=dfd, follow_symlinks=False)
 
 
-class WorkspaceOps:
+class WorkspaceOps(DiskGuard):
     """Mixin of DockerBackend: everything that reads or writes a sandbox's workspace."""
 
     base_dir: Path
@@ -150,7 +151,7 @@ class WorkspaceOps:
         info = await self._inspect(sb)
         if info["State"]["Status"] not in ("running", "paused"):
             raise SandboxGone(f"sandbox {sb.id} is not running")
-        disk = await asyncio.to_thread(docker_archive.tree_size, Path(sb.spec.workspace))
+        disk = await asyncio.to_thread(tree_size, Path(sb.spec.workspace))
         if sb.cgroups is not None:
             st = await asyncio.to_thread(sb.cgroups.stats)
         else:  # no local cgroup view: the Engine API (samples for about a second)
@@ -168,26 +169,11 @@ class WorkspaceOps:
 
     # ---- disk quota: RLIMIT_FSIZE caps single files, this guard the whole workspace ----
 
-    def _ensure_guard(self) -> None:
-        if self.disk_check_interval <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        if self._guard is not None and not self._guard.done() and self._guard.get_loop() is loop:
-            return
-        self._guard = loop.create_task(self._disk_guard(), name="ash-docker-disk-guard")
-
-    async def _disk_guard(self) -> None:
-        while self._sandboxes:
-            await asyncio.sleep(self.disk_check_interval)
-            for sb in list(self._sandboxes.values()):
-                with contextlib.suppress(Exception):
-                    await self.check_disk(sb)
-
     async def check_disk(self, sb: DockerSandbox) -> bool:
         """Enforce the disk quota now: kill the container if the workspace outgrew it."""
         if sb.breach is not None:
             return False
-        used = await asyncio.to_thread(docker_archive.tree_size, Path(sb.spec.workspace))
+        used = await asyncio.to_thread(tree_size, Path(sb.spec.workspace))
         if used <= sb.spec.limits.disk_bytes:
             return False
         log.warning("sandbox %s: workspace uses %d bytes > quota; killing it", sb.id, used)

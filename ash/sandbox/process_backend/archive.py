@@ -115,17 +115,3 @@ def replace_contents(workspace: Path, staging: Path) -> None:
     finally:
         os.close(ws_fd)
         os.close(st_fd)
-
-
-def tree_size(root: Path) -> int:
-    """Bytes allocated under `root`, walking by directory fds (never following links)."""
-    total = 0
-    try:
-        for _d, _dirs, files, dirfd in os.fwalk(root, follow_symlinks=False):
-            total += os.fstat(dirfd).st_blocks * 512
-            for name in files:
-                with contextlib.suppress(FileNotFoundError):
-                    total += os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_blocks * 512
-    except FileNotFoundError:
-        pass
-    return total

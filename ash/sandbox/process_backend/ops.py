@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..base import SandboxError, SandboxStats
+from ..quota import DiskGuard, tree_size
 from . import archive
 from .sandbox import ProcessSandbox
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 FREEZE_TIMEOUT = 5.0
 
 
-class StateOps:
+class StateOps(DiskGuard):
     _sandboxes: dict[str, ProcessSandbox]
     _guard: asyncio.Task[None] | None
     disk_check_interval: float
@@ -156,7 +157,7 @@ class StateOps:
 
     async def stats(self, sb: ProcessSandbox) -> SandboxStats:  # type: ignore[override]
         self._live(sb)
-        disk = await asyncio.to_thread(archive.tree_size, Path(sb.spec.workspace))
+        disk = await asyncio.to_thread(tree_size, Path(sb.spec.workspace))
         g = sb.group
         if g is None:
             return SandboxStats(disk_bytes=disk, pids=len(sb.host_pids()))
@@ -168,27 +169,11 @@ class StateOps:
             cpu_seconds=g.cpu_seconds(),
         )
 
-    def _ensure_guard(self) -> None:
-        if self.disk_check_interval <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        if self._guard is not None and not self._guard.done() and self._guard.get_loop() is loop:
-            return
-        self._guard = loop.create_task(self._disk_guard(), name="ash-sandbox-disk-guard")
-
-    async def _disk_guard(self) -> None:
-        """Kill sandboxes whose workspace outgrew the quota (RLIMIT_FSIZE caps single files)."""
-        while self._sandboxes:
-            await asyncio.sleep(self.disk_check_interval)
-            for sb in list(self._sandboxes.values()):
-                with contextlib.suppress(Exception):
-                    await self.check_disk(sb)
-
     async def check_disk(self, sb: ProcessSandbox) -> bool:
         """Enforce the disk quota now; True if the sandbox was killed for exceeding it."""
         if sb.destroyed or sb.breach is not None:
             return False
-        used = await asyncio.to_thread(archive.tree_size, Path(sb.spec.workspace))
+        used = await asyncio.to_thread(tree_size, Path(sb.spec.workspace))
         if used <= sb.spec.limits.disk_bytes:
             return False
         log.warning("sandbox %s: workspace uses %d bytes > quota; killing it", sb.id, used)
