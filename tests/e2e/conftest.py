@@ -7,6 +7,7 @@ on PostgreSQL and Redis. Every process is stopped at the end and no sandbox may 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -119,16 +120,23 @@ def _system(fake: FakeAnthropic, **extra_env: str) -> AshSystem:
     return AshSystem(data_dir=data, fake=fake, agents_root=make_agents_root(data), extra_env=extra_env)
 
 
-@pytest.fixture(scope="session")
-def ash(fake: FakeAnthropic) -> Iterator[AshSystem]:
-    """One embedded Ash server for the whole test session."""
-    system = _system(fake)
+@contextlib.contextmanager
+def running_server(fake: FakeAnthropic, **extra_env: str) -> Iterator[AshSystem]:
+    """An embedded server of its own (stopped, and its data removed, afterwards)."""
+    system = _system(fake, **extra_env)
     try:
         system.start_web()
         yield system
     finally:
         system.close()
         shutil.rmtree(system.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ash(fake: FakeAnthropic) -> Iterator[AshSystem]:
+    """One embedded Ash server for the whole test session."""
+    with running_server(fake) as system:
+        yield system
 
 
 @pytest.fixture

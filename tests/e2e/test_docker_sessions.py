@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import AshSystem, _system
+from tests.e2e.conftest import AshSystem, running_server
 from tests.e2e.support import Api
 from tests.fakes.anthropic_server import Reply
 from tests.sandbox.docker_env import docker_environment
@@ -18,13 +17,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 @pytest.fixture(scope="module")
 def docker_ash(fake) -> Iterator[AshSystem]:
     host, image = docker_environment()
-    system = _system(fake, ASH_SANDBOX_BACKEND="docker", ASH_DOCKER_HOST=host, ASH_DOCKER_IMAGE=image)
-    try:
-        system.start_web()
+    with running_server(fake, ASH_SANDBOX_BACKEND="docker", ASH_DOCKER_HOST=host, ASH_DOCKER_IMAGE=image) as system:
         yield system
-    finally:
-        system.close()
-        shutil.rmtree(system.data_dir, ignore_errors=True)
 
 
 def test_docker_session_runs_turns_exec_and_resumes_cold_with_its_workspace(docker_ash: AshSystem, fake) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import AshSystem, _system
+from tests.e2e.conftest import AshSystem, running_server
 from tests.e2e.support import assert_error, reset_script
 from tests.fakes.anthropic_server import Reply
 
@@ -17,13 +16,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def own_server(fake) -> Iterator[AshSystem]:
-    system = _system(fake)
-    try:
-        system.start_web()
+    with running_server(fake) as system:
         yield system
-    finally:
-        system.close()
-        shutil.rmtree(system.data_dir, ignore_errors=True)
 
 
 def test_restart_pauses_active_sessions_which_resume_cold_with_workspace_and_history(own_server: AshSystem, fake) -> None:
