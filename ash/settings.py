@@ -144,6 +144,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 ASH_EVENT_TRANSPORT = "redis" if REDIS_URL else "memory"
 ASH_EMBEDDED_WORKER_THREADS = env.int("ASH_EMBEDDED_WORKER_THREADS", default=256)
 ASH_SSE_KEEPALIVE_SECONDS = env.float("ASH_SSE_KEEPALIVE_SECONDS", default=15.0)
+# A dispatched turn that no runner starts within this many seconds is failed (its runner is gone).
+ASH_TURN_START_TIMEOUT = env.float("ASH_TURN_START_TIMEOUT", default=60.0)
 
 # --- storage --------------------------------------------------------------------------------
 MEDIA_ROOT = ASH_DATA_DIR / "files"

@@ -95,7 +95,33 @@ def sessions_pause_for_runner(*, runner_id: str, reason: str) -> int:
             if Session.objects.filter(pk=session.pk, status=session.status).update(status=Session.Status.PAUSED, runner=None):
                 session_event_record(session=session, type=SessionEvent.Type.LIFECYCLE, data={"action": "paused", "reason": reason})
                 paused += 1
+        if session.active_turn_id:
+            turn_abandon(turn_id=session.active_turn_id, reason=f"the runner hosting this session is gone ({reason})")
     return paused
+
+
+def turn_abandon(*, turn_id: Any, reason: str, only_pending: bool = False) -> bool:
+    """End a turn nobody will finish (its runner died, or it was never picked up): failed, the
+    session freed for the next turn, and listeners told (error, then done). False if it had ended."""
+    from django.utils import timezone
+
+    from ash.events import transport
+    from sessions_app.models import Turn
+
+    statuses = (Turn.Status.PENDING,) if only_pending else (Turn.Status.PENDING, Turn.Status.RUNNING)
+    with transaction.atomic():
+        ended = Turn.objects.filter(pk=turn_id, status__in=statuses).update(
+            status=Turn.Status.FAILED, error=reason, finished_at=timezone.now()
+        )
+        if not ended:
+            return False
+        turn = Turn.objects.select_related("session").get(pk=turn_id)
+        Session.objects.filter(pk=turn.session_id, active_turn_id=turn_id).update(active_turn=None)
+        session_event_record(session=turn.session, type=SessionEvent.Type.ERROR, data={"error": reason})
+    events = transport()
+    events.publish(str(turn_id), "error", {"error": reason})
+    events.publish(str(turn_id), "done", {"sessionId": str(turn.session_id)})
+    return True
 
 
 def session_options(session: Session) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from ash.sse import KEEPALIVE, sse_frame, sse_response
 from sessions_app.models import Session, Turn
 from sessions_app.selectors import session_get
 from sessions_app.serializers import MessageSendSerializer
+from sessions_app.services import turn_abandon
 from sessions_app.turns import PER_MESSAGE_OPTIONS, turn_interrupt, turn_start
 
 
@@ -61,13 +63,25 @@ def _start(request: HttpRequest, session_id: str) -> Turn:
 
 
 async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> AsyncIterator[bytes]:
-    """SSE bytes for a turn's frames after AFTER, keepalives in silences; ends after `done`."""
+    """SSE bytes for a turn's frames after AFTER, keepalives in silences; ends after `done`.
+
+    A turn that no runner picks up within ASH_TURN_START_TIMEOUT is failed (error, done) rather
+    than kept alive forever.
+    """
     frames = transport().subscribe(turn_id, after=after, wait=settings.ASH_SSE_KEEPALIVE_SECONDS)
+    waiting_since = time.monotonic()
+    started = after > 0
     try:
         async for frame in frames:
             if frame is None:
+                if not started and time.monotonic() - waiting_since > settings.ASH_TURN_START_TIMEOUT:
+                    started = True  # check once; a runner that did start it will finish it
+                    await sync_to_async(turn_abandon)(
+                        turn_id=turn_id, reason="No runner picked up this turn in time", only_pending=True
+                    )
                 yield KEEPALIVE
                 continue
+            started = True
             yield _encode(frame, with_ids)
             if frame.terminal:
                 return

@@ -183,7 +183,8 @@ def distributed(fake: FakeAnthropic) -> Iterator[AshSystem]:
     redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
-    system = _system(fake, DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{db_name}", REDIS_URL=redis_url)
+    system = _system(fake, DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{db_name}", REDIS_URL=redis_url,
+                     ASH_TURN_START_TIMEOUT="4")
     try:
         system.start_web()
         system.start_runner("r1")

@@ -103,3 +103,23 @@ def test_keepalive_disconnect_and_replay_over_redis(dapi: Api, dsession: dict, f
     assert dapi.turn(sid, "next").events[-1] == "done"
     results = [json.loads(m["content"]).get("result") for m in dapi.messages(sid)]
     assert "nobody listened" in results
+
+
+def test_a_turn_no_runner_picks_up_fails_and_frees_the_session(distributed: AshSystem, dapi: Api, dsession: dict, fake) -> None:
+    """Runs last: it freezes runner r1 (SIGSTOP) so the dispatched turn sits in its queue."""
+    import os
+    import signal
+
+    runner = next(p for p in distributed.processes if p.name == "runner-r1")
+    os.kill(runner.proc.pid, signal.SIGSTOP)
+    try:
+        stream = dapi.turn(dsession["id"], "anyone there?")
+    finally:
+        os.kill(runner.proc.pid, signal.SIGCONT)
+    assert stream.events[-2:] == ["error", "done"], stream.events
+    assert "No runner picked up this turn" in stream.of("error")[0]["error"]
+    # The session is free again and the thawed runner does not run the abandoned turn.
+    fake.script([Reply.text("back")])
+    again = dapi.turn(dsession["id"], "hello again")
+    assert again.events[-1] == "done" and "error" not in again.events
+    assert [m["message"]["content"][0]["text"] for m in again.messages("assistant")] == ["back"]
