@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from django.http import Http404, HttpRequest, JsonResponse
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
@@ -120,6 +121,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(envelope(str(exc.detail), 405), status=405)
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
         return Response(envelope(str(exc.detail), 401), status=401)
+    if isinstance(exc, PoolTimeout):
+        return Response(envelope("Database connection pool exhausted; retry shortly", 503), status=503)
     if isinstance(exc, drf_exceptions.APIException):
         return Response(envelope(str(exc.detail), exc.status_code), status=exc.status_code)
     log.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "view")

@@ -19,7 +19,8 @@ from django.conf import settings
 
 TERMINAL_EVENTS = frozenset({"done"})
 MAX_FRAMES_PER_TURN = 20_000
-TURN_LOG_TTL_SECONDS = 3600
+TURN_LOG_TTL_SECONDS = 3600  # Redis: re-attach and replay a finished turn for an hour
+MEMORY_TURN_LOG_TTL_SECONDS = 900  # in-process: bounded memory on long-running embedded servers
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class MemoryTransport:
         return frame
 
     def _expire_locked(self) -> None:
-        cutoff = time.monotonic() - TURN_LOG_TTL_SECONDS
+        cutoff = time.monotonic() - MEMORY_TURN_LOG_TTL_SECONDS
         for turn_id in [t for t, log in self._turns.items() if log.finished_at and log.finished_at < cutoff]:
             del self._turns[turn_id]
 

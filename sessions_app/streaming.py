@@ -7,19 +7,29 @@ async); a client disconnect cancels only the relay, never the turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from psycopg_pool import PoolTimeout
 from rest_framework import serializers as drf_serializers
 
 from ash.auth import tenant_from_authorization
-from ash.errors import ApiError, BadRequest, envelope, error_response, parse_uuid
+from ash.errors import (
+    ApiError,
+    BadRequest,
+    ServiceUnavailable,
+    envelope,
+    error_response,
+    parse_uuid,
+)
 from ash.events import Frame, transport
 from ash.sse import KEEPALIVE, sse_frame, sse_response
 from sessions_app.models import Session, Turn
@@ -54,12 +64,26 @@ def _validated(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _start(request: HttpRequest, session_id: str) -> Turn:
-    tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
-    sid = parse_uuid(session_id)
-    data = _validated(_json_body(request))
-    session = session_get(tenant_id=tenant.tenant_id, session_id=sid)
-    options = {k: data[k] for k in PER_MESSAGE_OPTIONS if k in data}
-    return turn_start(session=session, prompt=data["content"], options=options)
+    with released_connections():
+        tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
+        sid = parse_uuid(session_id)
+        data = _validated(_json_body(request))
+        session = session_get(tenant_id=tenant.tenant_id, session_id=sid)
+        options = {k: data[k] for k in PER_MESSAGE_OPTIONS if k in data}
+        return turn_start(session=session, prompt=data["content"], options=options)
+
+
+@contextlib.contextmanager
+def released_connections() -> Iterator[None]:
+    """A streaming response lives long: give its database connection back to the pool now,
+    not when the stream ends (else only ASH_DB_POOL_MAX turns could stream at once). A pool
+    that stays exhausted is a 503, not a 500."""
+    try:
+        yield
+    except PoolTimeout:
+        raise ServiceUnavailable("Database connection pool exhausted; retry shortly") from None
+    finally:
+        connections.close_all()
 
 
 async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> AsyncIterator[bytes]:
@@ -76,9 +100,7 @@ async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> Asyn
             if frame is None:
                 if not started and time.monotonic() - waiting_since > settings.ASH_TURN_START_TIMEOUT:
                     started = True  # check once; a runner that did start it will finish it
-                    await sync_to_async(turn_abandon)(
-                        turn_id=turn_id, reason="No runner picked up this turn in time", only_pending=True
-                    )
+                    await sync_to_async(_abandon_unstarted)(turn_id)
                 yield KEEPALIVE
                 continue
             started = True
@@ -89,6 +111,11 @@ async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> Asyn
         raise  # the client went away: the turn itself goes on and is persisted
     finally:
         await frames.aclose()
+
+
+def _abandon_unstarted(turn_id: str) -> None:
+    with released_connections():
+        turn_abandon(turn_id=turn_id, reason="No runner picked up this turn in time", only_pending=True)
 
 
 def _encode(frame: Frame, with_ids: bool) -> bytes:
@@ -116,6 +143,11 @@ async def session_messages(request: HttpRequest, session_id: str) -> HttpRespons
 
 
 def _attach(request: HttpRequest, session_id: str) -> tuple[str, int]:
+    with released_connections():
+        return _attach_turn(request, session_id)
+
+
+def _attach_turn(request: HttpRequest, session_id: str) -> tuple[str, int]:
     tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
     session = session_get(tenant_id=tenant.tenant_id, session_id=parse_uuid(session_id))
     raw_after = request.GET.get("after", "0") or "0"

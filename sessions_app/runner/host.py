@@ -130,14 +130,20 @@ class RunnerHost:
         q: thread_queue.Queue[tuple[str, Any]] = thread_queue.Queue(maxsize=1024)
         done = object()
 
+        async def put(item: tuple[str, Any]) -> None:
+            try:
+                q.put_nowait(item)  # the usual case: no thread hop per event
+            except thread_queue.Full:
+                await asyncio.to_thread(q.put, item)  # a slow consumer: wait without blocking the loop
+
         async def pump() -> None:
             try:
                 async for item in agen:
-                    await asyncio.to_thread(q.put, ("item", item))
+                    await put(("item", item))
             except BaseException as exc:  # noqa: BLE001 - relayed to the consuming thread
-                await asyncio.to_thread(q.put, ("error", exc))
+                await put(("error", exc))
             else:
-                await asyncio.to_thread(q.put, ("done", done))
+                await put(("done", done))
 
         future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
         try:

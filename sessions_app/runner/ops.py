@@ -11,6 +11,7 @@ from typing import Any
 
 from agents_app.services import agent_version_path
 from ash.errors import ApiError, BadRequest, NotFound, ServiceUnavailable
+from ash.sandbox.base import SandboxError
 from ash.sandbox.pool import PoolExhausted
 from ash.sandbox.workspace_fs import RAW_READ_LIMIT, WorkspaceError, WorkspaceFS
 from credentials_app.services import credential_plaintext
@@ -71,6 +72,9 @@ def _place(session: Session, *, fresh: bool) -> dict[str, Any]:
         sandbox_id, path = host.call(host.place(spec, fresh=fresh, restore=None if fresh else restore), timeout=300)
     except PoolExhausted:
         raise ServiceUnavailable("Sandbox capacity reached: every sandbox is running a turn") from None
+    except SandboxError as exc:
+        log.exception("sandbox for session %s could not be created", session.pk)
+        raise ApiError(f"Sandbox could not be created: {exc}", status_code=500) from None
     if fresh and path != "warm":
         host.call(_copy_agent_into_workspace(host, str(session.pk), Path(spec.agent_path)), timeout=120)
     return {"sandboxId": sandbox_id, "path": path, "runnerId": host.runner_id}
