@@ -111,12 +111,13 @@ class MemoryTransport:
 class RedisTransport:
     """A Redis stream per turn (`ash:turn:<id>`), capped and expiring; XREAD BLOCK for live frames."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, max_connections: int = 10_000) -> None:
         import redis
         import redis.asyncio as aioredis
 
         self._url = url
-        self._sync = redis.Redis.from_url(url)
+        self._max_connections = max_connections
+        self._sync = redis.Redis.from_url(url, max_connections=max_connections)
         self._async_clients: dict[int, Any] = {}
         self._aioredis = aioredis
         self._seq_script = self._sync.register_script(
@@ -143,7 +144,9 @@ class RedisTransport:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(id(loop))
         if client is None:
-            client = self._aioredis.Redis.from_url(self._url)
+            # Every live SSE stream blocks in XREAD on a connection of its own; redis-py's async
+            # pool allows only 100 by default, which capped concurrent streams.
+            client = self._aioredis.Redis.from_url(self._url, max_connections=self._max_connections)
             self._async_clients[id(loop)] = client
         return client
 
@@ -178,5 +181,9 @@ def transport() -> MemoryTransport | RedisTransport:
     if _transport is None:
         with _transport_lock:
             if _transport is None:
-                _transport = RedisTransport(settings.REDIS_URL) if settings.ASH_EVENT_TRANSPORT == "redis" else MemoryTransport()
+                _transport = (
+                    RedisTransport(settings.REDIS_URL, max_connections=settings.ASH_REDIS_MAX_CONNECTIONS)
+                    if settings.ASH_EVENT_TRANSPORT == "redis"
+                    else MemoryTransport()
+                )
     return _transport

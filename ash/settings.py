@@ -142,6 +142,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "ash"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 ASH_EVENT_TRANSPORT = "redis" if REDIS_URL else "memory"
+ASH_REDIS_MAX_CONNECTIONS = env.int("ASH_REDIS_MAX_CONNECTIONS", default=10_000)
 ASH_EMBEDDED_WORKER_THREADS = env.int("ASH_EMBEDDED_WORKER_THREADS", default=256)
 ASH_SSE_KEEPALIVE_SECONDS = env.float("ASH_SSE_KEEPALIVE_SECONDS", default=15.0)
 # A dispatched turn that no runner starts within this many seconds is failed (its runner is gone).

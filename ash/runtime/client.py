@@ -11,7 +11,7 @@ import collections
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from ash.runtime import protocol as p
@@ -27,8 +27,10 @@ class RuntimeClosed(ConnectionError):
 class RuntimeClient:
     """Commands in, events out; one `query()` iterator per query id."""
 
-    def __init__(self, proc: Any, *, stderr_lines: int = 200) -> None:
+    def __init__(self, proc: Any, *, stderr_lines: int = 200,
+                 on_stderr: Callable[[str], None] | None = None) -> None:
         self.proc = proc  # an ash.sandbox.base.SandboxProcess
+        self.on_stderr = on_stderr  # e.g. the runner's per-sandbox log ring
         self.session_id = ""
         self.engine = ""
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_lines)
@@ -80,6 +82,8 @@ class RuntimeClient:
             while line := await self.proc.read_stderr_line():
                 text = line.decode(errors="replace").rstrip("\n")
                 self.stderr_tail.append(text)
+                if self.on_stderr is not None:
+                    self.on_stderr(text)
                 log.debug("runtime: %s", text)
 
     def _exit_reason(self) -> str:

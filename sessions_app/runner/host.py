@@ -33,6 +33,8 @@ T = TypeVar("T")
 LOG_RING_SIZE = 10_000
 RUNTIME_ARGV = ("python3", "-m", "ash.runtime")
 RUNTIME_READY_TIMEOUT = 30.0
+EXEC_LOG_LINES = 200
+SHUTDOWN_PARALLELISM = 16  # sessions saved and released at once when the runner stops  # the tail of each exec's output goes to the sandbox log
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,6 @@ class Hosted:
     proxy: ModelProxy
     logs: LogRing
     runtime: RuntimeClient | None = None
-    stderr_task: asyncio.Task[None] | None = None
     turn_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     current_qid: str | None = None
@@ -160,9 +161,13 @@ class RunnerHost:
                 future.cancel()
 
     def close(self) -> None:
-        async def shutdown() -> None:
-            for session_id in list(self.hosted):
-                hosted = self.hosted[session_id]
+        limit = asyncio.Semaphore(SHUTDOWN_PARALLELISM)
+
+        async def save_and_release(session_id: str) -> None:
+            async with limit:
+                hosted = self.hosted.get(session_id)
+                if hosted is None:
+                    return
                 # Snapshot first, so the session (now paused) resumes cold with its workspace.
                 if self.persist_workspace is not None and hosted.entry.sandbox is not None:
                     with contextlib.suppress(Exception):
@@ -173,6 +178,9 @@ class RunnerHost:
                         log.exception("snapshot of session %s at shutdown failed", session_id)
                 with contextlib.suppress(Exception):
                     await self._release(session_id, destroy=True, keep_workspace=True)
+
+        async def shutdown() -> None:
+            await asyncio.gather(*(save_and_release(sid) for sid in list(self.hosted)))
             await self.pool.close(persist=False)
 
         with contextlib.suppress(Exception):
@@ -253,8 +261,7 @@ class RunnerHost:
         hosted = Hosted(spec=spec, entry=entry, proxy=proxy, logs=logs)
         self.hosted[spec.session_id] = hosted
         proc = await self.pool.spawn(entry.id, list(RUNTIME_ARGV), env=self._runtime_env(spec, entry.id))
-        hosted.runtime = RuntimeClient(proc)
-        hosted.stderr_task = None
+        hosted.runtime = RuntimeClient(proc, on_stderr=lambda text: logs.add("stderr", text))
         ready = await hosted.runtime.wait_ready(timeout=RUNTIME_READY_TIMEOUT)
         logs.add("system", f"Sandbox {entry.id} ready in {int((time.monotonic() - started) * 1000)}ms "
                            f"(engine {ready.engine}, model {'local demo' if upstream.is_local else 'proxied'})")
@@ -365,6 +372,9 @@ class RunnerHost:
             raise LookupError("session is not hosted on this runner")
         result = await self.pool.exec(hosted.entry.id, ["/bin/sh", "-c", command], timeout=timeout_s,
                                       env=self._runtime_env(hosted.spec, hosted.entry.id))
+        for level, output in (("stdout", result.stdout), ("stderr", result.stderr)):
+            for line in output.decode("utf-8", "replace").splitlines()[-EXEC_LOG_LINES:]:
+                hosted.logs.add(level, line)
         hosted.logs.add("system", f"exec exit={result.exit_code} {'(timed out)' if result.timed_out else ''}".strip())
         return {
             "exitCode": result.exit_code,

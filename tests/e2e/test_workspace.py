@@ -214,3 +214,12 @@ def test_workspace_upload_rejects_bad_bundles(api: Api, ash, sid: str) -> None:
     assert_error(r, 400)
     assert api.exec(sid, "ls .. ; test -e ../evil")["exitCode"] != 0
     assert not list(ash.data_dir.rglob("evil")) and not list(ash.data_dir.rglob("evil2"))
+
+
+def test_exec_output_lands_in_the_sandbox_log_by_level(api: Api, sid: str) -> None:
+    before = api.get(f"/api/sessions/{sid}/logs").json()["logs"]
+    last = before[-1]["index"] if before else -1
+    api.exec(sid, "echo to-stdout; echo to-stderr >&2")
+    logs = api.get(f"/api/sessions/{sid}/logs", params={"after": last}).json()["logs"]
+    assert {"level": "stdout", "text": "to-stdout"} in [{"level": e["level"], "text": e["text"]} for e in logs]
+    assert {"level": "stderr", "text": "to-stderr"} in [{"level": e["level"], "text": e["text"]} for e in logs]
