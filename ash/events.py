@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+
+log = logging.getLogger("ash.events")
 
 TERMINAL_EVENTS = frozenset({"done"})
 MAX_FRAMES_PER_TURN = 20_000
@@ -120,6 +123,7 @@ class RedisTransport:
         self._sync = redis.Redis.from_url(url, max_connections=max_connections)
         self._async_clients: dict[int, Any] = {}
         self._aioredis = aioredis
+        self._redis = redis
         self._seq_script = self._sync.register_script(
             """
             local seq = redis.call('INCR', KEYS[2])
@@ -146,7 +150,9 @@ class RedisTransport:
         if client is None:
             # Every live SSE stream blocks in XREAD on a connection of its own; redis-py's async
             # pool allows only 100 by default, which capped concurrent streams.
-            client = self._aioredis.Redis.from_url(self._url, max_connections=self._max_connections)
+            # No socket timeout: XREAD BLOCK bounds every wait itself, and redis-py's default of
+            # 5 s would cut the 15 s keepalive waits.
+            client = self._aioredis.Redis.from_url(self._url, max_connections=self._max_connections, socket_timeout=None)
             self._async_clients[id(loop)] = client
         return client
 
@@ -155,7 +161,14 @@ class RedisTransport:
         key = self._key(turn_id)
         last_id = "0-0"
         while True:
-            result = await client.xread({key: last_id}, block=int(wait * 1000), count=500)
+            try:
+                result = await client.xread({key: last_id}, block=int(wait * 1000), count=500)
+            except (self._redis.ConnectionError, self._redis.TimeoutError):
+                # A dropped connection is not the end of the turn: read on from the last entry.
+                log.warning("event stream read for turn %s failed; retrying", turn_id, exc_info=True)
+                await asyncio.sleep(0.5)
+                yield None
+                continue
             if not result:
                 yield None
                 continue

@@ -54,3 +54,19 @@ async def test_live_frames_from_another_thread_reach_a_waiting_subscriber(make) 
     real = [f for f in frames if f is not None]
     assert gaps, "silence must be reported so the relay can send keepalives"
     assert [f.event for f in real] == ["message", "done"] and real[0].data == {"late": True}
+
+
+@pytest.mark.slow
+async def test_redis_waits_longer_than_the_client_socket_timeout() -> None:
+    """The 15 s keepalive wait outlasts redis-py's default 5 s socket timeout."""
+    transport, turn = RedisTransport(REDIS_URL), str(uuid.uuid4())
+
+    def publish_later() -> None:
+        import time
+
+        time.sleep(6.5)
+        transport.publish(turn, "done", {})
+
+    threading.Thread(target=publish_later).start()
+    frames = await asyncio.wait_for(collect(transport, turn, wait=8.0), 30)
+    assert [f.event for f in frames if f is not None] == ["done"]
