@@ -103,10 +103,8 @@ def place(session: Session, params: dict[str, Any]) -> dict[str, Any]:
 def resume(session: Session, params: dict[str, Any]) -> dict[str, Any]:
     host = get_host()
     if host.get(str(session.pk)) is not None:
-        host.call(host.thaw(str(session.pk)), timeout=30)
-        host.pool.resume_warm_hits += 1
-        return {"sandboxId": host.get(str(session.pk)).entry.id, "path": "warm", "runnerId": host.runner_id}
-    return _place(session, fresh=False)
+        host.call(host.thaw(str(session.pk)), timeout=30)  # paused sandboxes are frozen
+    return _place(session, fresh=False)  # warm when the sandbox lives here, else cold
 
 
 @op("pause")
