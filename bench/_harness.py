@@ -28,7 +28,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.support import ServerProcess  # noqa: E402
+from tests.e2e.support import ServerProcess, pids_mentioning  # noqa: E402
 from tests.fakes.anthropic_server import FakeAnthropic, Reply  # noqa: E402
 
 PYTHON = sys.executable
@@ -175,20 +175,6 @@ def descendants(root: int) -> list[int]:
         if pid in parents:
             found.append(pid)
         todo.extend(children.get(pid, []))
-    return found
-
-
-def pids_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
     return found
 
 
