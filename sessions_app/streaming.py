@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -122,7 +123,29 @@ def _encode(frame: Frame, with_ids: bool) -> bytes:
     return sse_frame(frame.event, frame.data, event_id=frame.seq if with_ids else None)
 
 
-@csrf_exempt
+AsyncView = Callable[..., Awaitable[HttpResponse]]
+
+
+def async_api_view(*methods: str) -> Callable[[AsyncView], AsyncView]:
+    """For the async views: only METHODS (else 405), and any ApiError becomes the envelope."""
+
+    def decorate(view: AsyncView) -> AsyncView:
+        @csrf_exempt
+        @functools.wraps(view)
+        async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return error_response(f'Method "{request.method}" not allowed.', 405)
+            try:
+                return await view(request, *args, **kwargs)
+            except ApiError as exc:
+                return JsonResponse(envelope(exc.message, exc.status_code), status=exc.status_code)
+
+        return wrapped
+
+    return decorate
+
+
+@async_api_view("GET", "POST")
 async def session_messages(request: HttpRequest, session_id: str) -> HttpResponse:
     """POST streams a new turn; GET lists the history (the DRF view)."""
     if request.method == "GET":
@@ -133,12 +156,7 @@ async def session_messages(request: HttpRequest, session_id: str) -> HttpRespons
             return response.render()
 
         return await sync_to_async(list_messages)()
-    if request.method != "POST":
-        return error_response(f'Method "{request.method}" not allowed.', 405)
-    try:
-        turn = await sync_to_async(_start)(request, session_id)
-    except ApiError as exc:
-        return JsonResponse(envelope(exc.message, exc.status_code), status=exc.status_code)
+    turn = await sync_to_async(_start)(request, session_id)
     return sse_response(relay(str(turn.id)))
 
 
@@ -165,15 +183,10 @@ def _attach_turn(request: HttpRequest, session_id: str) -> tuple[str, int]:
     return str(turn_id), after
 
 
-@csrf_exempt
+@async_api_view("GET")
 async def session_stream(request: HttpRequest, session_id: str) -> HttpResponse:
     """GET: re-attach to the running (or last) turn and replay frames after `after` (with ids)."""
-    if request.method != "GET":
-        return error_response(f'Method "{request.method}" not allowed.', 405)
-    try:
-        turn_id, after = await sync_to_async(_attach)(request, session_id)
-    except ApiError as exc:
-        return JsonResponse(envelope(exc.message, exc.status_code), status=exc.status_code)
+    turn_id, after = await sync_to_async(_attach)(request, session_id)
     return sse_response(relay(turn_id, after=after, with_ids=True))
 
 
@@ -185,12 +198,6 @@ def _interrupt(request: HttpRequest, session_id: str) -> dict[str, Any]:
     return {"interrupted": turn_interrupt(session=session)}
 
 
-@csrf_exempt
+@async_api_view("POST")
 async def session_interrupt(request: HttpRequest, session_id: str) -> HttpResponse:
-    if request.method != "POST":
-        return error_response(f'Method "{request.method}" not allowed.', 405)
-    try:
-        body = await sync_to_async(_interrupt)(request, session_id)
-    except ApiError as exc:
-        return JsonResponse(envelope(exc.message, exc.status_code), status=exc.status_code)
-    return JsonResponse(body)
+    return JsonResponse(await sync_to_async(_interrupt)(request, session_id))

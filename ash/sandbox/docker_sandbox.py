@@ -169,18 +169,9 @@ class WorkspaceOps(DiskGuard):
 
     # ---- disk quota: RLIMIT_FSIZE caps single files, this guard the whole workspace ----
 
-    async def check_disk(self, sb: DockerSandbox) -> bool:
-        """Enforce the disk quota now: kill the container if the workspace outgrew it."""
-        if sb.breach is not None:
-            return False
-        used = await asyncio.to_thread(tree_size, Path(sb.spec.workspace))
-        if used <= sb.spec.limits.disk_bytes:
-            return False
-        log.warning("sandbox %s: workspace uses %d bytes > quota; killing it", sb.id, used)
-        sb.breach = "disk"
+    async def _kill_for_disk(self, sb: DockerSandbox) -> None:
         with contextlib.suppress(SandboxGone):
             # A paused container cannot be killed on dockerd: thaw it first.
             if (await self._inspect(sb))["State"]["Status"] == "paused":
                 await self._call(f"resume {sb.id}", self._client.api.unpause, sb.container_id)
             await self._call(f"kill {sb.id}", self._client.api.kill, sb.container_id)
-        return True

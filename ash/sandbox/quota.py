@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from typing import Any
+
+log = logging.getLogger("ash.sandbox")
 
 
 def tree_size(root: os.PathLike[str] | str) -> int:
@@ -24,7 +27,7 @@ def tree_size(root: os.PathLike[str] | str) -> int:
 class DiskGuard:
     """Mixin: every `disk_check_interval` seconds, `check_disk(sb)` each live sandbox.
 
-    The backend provides `_sandboxes` (id → sandbox), `check_disk(sb)` and sets `_guard = None`.
+    The backend provides `_sandboxes` (id → sandbox), `_kill_for_disk(sb)` and sets `_guard = None`.
     """
 
     disk_check_interval: float
@@ -44,4 +47,16 @@ class DiskGuard:
             await asyncio.sleep(self.disk_check_interval)
             for sb in list(self._sandboxes.values()):
                 with contextlib.suppress(Exception):
-                    await self.check_disk(sb)  # type: ignore[attr-defined]
+                    await self.check_disk(sb)
+
+    async def check_disk(self, sb: Any) -> bool:
+        """Enforce the quota now; True if the sandbox was killed for outgrowing it."""
+        if getattr(sb, "destroyed", False) or sb.breach is not None:
+            return False
+        used = await asyncio.to_thread(tree_size, sb.spec.workspace)
+        if used <= sb.spec.limits.disk_bytes:
+            return False
+        log.warning("sandbox %s: workspace uses %d bytes > quota; killing it", sb.id, used)
+        sb.breach = "disk"
+        await self._kill_for_disk(sb)  # type: ignore[attr-defined]
+        return True

@@ -169,15 +169,7 @@ class StateOps(DiskGuard):
             cpu_seconds=g.cpu_seconds(),
         )
 
-    async def check_disk(self, sb: ProcessSandbox) -> bool:
-        """Enforce the disk quota now; True if the sandbox was killed for exceeding it."""
-        if sb.destroyed or sb.breach is not None:
-            return False
-        used = await asyncio.to_thread(tree_size, Path(sb.spec.workspace))
-        if used <= sb.spec.limits.disk_bytes:
-            return False
-        log.warning("sandbox %s: workspace uses %d bytes > quota; killing it", sb.id, used)
-        sb.breach = "disk"
+    async def _kill_for_disk(self, sb: ProcessSandbox) -> None:
         if sb.group is not None:
             sb.group.kill_all()
             if sb.paused:
@@ -185,4 +177,3 @@ class StateOps(DiskGuard):
         sb.signal_all(signal.SIGKILL)
         for proc in list(sb.procs):
             proc.signal(signal.SIGKILL)
-        return True
