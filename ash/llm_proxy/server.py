@@ -168,7 +168,8 @@ class ModelProxy:
                 return
             await self._serve(conn)
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away; nothing to answer
+            # The client went away; there is nobody to answer.
+            logger.debug("model proxy client disconnected (sandbox %s)", self.sandbox_id)
         except Exception:
             logger.exception("model proxy connection failed (sandbox %s)", self.sandbox_id)
         finally:

@@ -135,7 +135,7 @@ def tree(ctx: ToolContext) -> Path:
     ws = ctx.workspace
     (ws / "src" / "pkg").mkdir(parents=True)
     (ws / "src" / "a.py").write_text("def one():\n    return 1\n")
-    (ws / "src" / "pkg" / "b.py").write_text("def two():\n    return 2\n# TODO two\n")
+    (ws / "src" / "pkg" / "b.py").write_text("def two():\n    return 2\n# Marker two\n")
     (ws / "src" / "c.ts").write_text("const x = 1\n")
     (ws / ".git").mkdir()
     (ws / ".git" / "config.py").write_text("return 9\n")
@@ -163,7 +163,7 @@ async def test_grep_modes(ctx: ToolContext, tree: Path) -> None:
     assert "Found 2 total occurrences across 1 files." in count.content
     typed = await call("Grep", ctx, pattern="x", type="ts", output_mode="files_with_matches")
     assert typed.structured["filenames"] == ["src/c.ts"]
-    ci = await call("Grep", ctx, pattern="TODO", glob="*.py", **{"-i": True})
+    ci = await call("Grep", ctx, pattern="MARKER", glob="*.py", **{"-i": True})
     assert ci.structured["filenames"] == ["src/pkg/b.py"]
     limited = await call("Grep", ctx, pattern="e", output_mode="content", head_limit=1)
     assert len(limited.content.split("\n")) == 1

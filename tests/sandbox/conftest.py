@@ -24,6 +24,8 @@ BACKEND_PARAMS = [
     pytest.param("process-degraded", id="process-degraded"),
     pytest.param("docker", id="docker", marks=[pytest.mark.docker, pytest.mark.slow]),
 ]
+# Degraded mode is not an isolation boundary by design: what only isolation promises runs here.
+ISOLATING_BACKEND_PARAMS = [p for p in BACKEND_PARAMS if p.id != "process-degraded"]
 
 
 @pytest.fixture(scope="session")

@@ -22,16 +22,9 @@ from typing import Any
 import pytest
 import zstandard
 
-from ash.sandbox.base import ExecResult, Isolation, Limits, SandboxError
+from ash.sandbox.base import ExecResult, Limits, SandboxError
 
-from .conftest import pids_with_arg
-
-NOT_A_BOUNDARY = "degraded mode provides no filesystem/network isolation (by design)"
-
-
-def needs_isolation(backend: Any) -> None:
-    if backend.isolation is Isolation.DEGRADED:
-        pytest.skip(NOT_A_BOUNDARY)
+from .conftest import ISOLATING_BACKEND_PARAMS, pids_with_arg
 
 
 async def run(backend: Any, sb: Any, script: str, **kw: Any) -> ExecResult:
@@ -137,8 +130,8 @@ def host_tcp_server() -> Iterator[int]:
         srv.close()
 
 
+@pytest.mark.parametrize("backend_kind", ISOLATING_BACKEND_PARAMS)
 async def test_host_loopback_is_unreachable(backend, make_sandbox, host_tcp_server):
-    needs_isolation(backend)
     port = host_tcp_server
     with socket.create_connection(("127.0.0.1", port)) as s:  # the server really listens
         assert s.recv(64) == b"HOST-SERVER-REACHED"
