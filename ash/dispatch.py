@@ -60,11 +60,3 @@ def send(task: Any, *, args: tuple = (), kwargs: dict | None = None, queue: str 
     if embedded():
         return Pending(future=_pool().submit(_run_in_worker, task, args, kwargs))
     return Pending(async_result=task.apply_async(args=args, kwargs=kwargs, queue=queue))
-
-
-def shutdown() -> None:
-    global _executor
-    with _lock:
-        if _executor is not None:
-            _executor.shutdown(wait=False, cancel_futures=True)
-            _executor = None

@@ -6,7 +6,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from ash.auth import INITIAL_KEY_FILENAME, api_key_bootstrap
@@ -59,7 +58,3 @@ def _ensure_demo_agent() -> bool:
         return False
     agent_deploy(tenant_id="default", name=DEMO_AGENT_NAME, system_prompt=DEMO_PROMPT)
     return True
-
-
-def data_dir() -> Path:
-    return settings.ASH_DATA_DIR

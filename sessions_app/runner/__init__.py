@@ -36,7 +36,7 @@ def make_backend() -> tuple[Any, str]:
     """The configured sandbox backend and its isolation level (refuses to degrade under strict)."""
     from ash.sandbox.probe import choose_isolation
 
-    base = settings.ASH_DATA_DIR / "runner"
+    base = base_dir()
     if settings.ASH_SANDBOX_BACKEND == "docker":
         from ash.sandbox.docker_backend import DockerBackend
         from ash.sandbox.image import image_tag
@@ -62,10 +62,6 @@ def get_host() -> Any:
     return _host
 
 
-def host_if_started() -> Any:
-    return _host
-
-
 def _start_host() -> Any:
     from ash.core import local
     from ash.core.services import runner_register
@@ -81,7 +77,7 @@ def _start_host() -> Any:
         )
     host = RunnerHost(
         runner_id=runner_id,
-        base_dir=settings.ASH_DATA_DIR / "runner",
+        base_dir=base_dir(),
         backend=backend,
         max_sandboxes=settings.ASH_MAX_SANDBOXES,
         idle_timeout=settings.ASH_IDLE_TIMEOUT,
@@ -174,4 +170,5 @@ def stop_host() -> None:
 
 
 def base_dir() -> Path:
+    """Where this runner keeps workspaces, proxy sockets and sandbox state."""
     return settings.ASH_DATA_DIR / "runner"
