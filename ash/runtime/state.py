@@ -1,4 +1,13 @@
-"""The conversation (history + SDK session id) persisted in the workspace, written atomically."""
+"""The conversation (history + SDK session id) persisted in the workspace.
+
+Two files under `.ash/`: `conversation.json`, small state rewritten atomically (session id,
+todos, shell cwd, query count), and `conversation.jsonl`, the Messages API history as an
+append-only journal of the messages in the order they were added. A save appends only what is
+new, so a turn costs the same on the first query and the thousandth; loading replays the
+journal (merging consecutive user messages, as `append` does). A line torn by a crash mid-write
+is dropped on load. Nothing is fsynced: a host crash is covered by the runner's workspace
+snapshots.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("ash.runtime")
-STATE_VERSION = 1
+STATE_VERSION = 2
+LEGACY_VERSION = 1  # one JSON file holding the messages too
 
 
 @dataclass
@@ -23,46 +33,92 @@ class Conversation:
     todos: list[dict[str, Any]] = field(default_factory=list)
     shell_cwd: str | None = None
     queries: int = 0
+    _unsaved: list[dict[str, Any]] = field(default_factory=list, repr=False)  # journal lines to write
+    _rewrite: bool = field(default=False, repr=False)  # the journal must be written afresh
+    _written_state: str = field(default="", repr=False)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path.with_suffix(".jsonl")
 
     @classmethod
     def load(cls, path: Path) -> Conversation:
-        """The saved conversation, or a new one (a corrupt file is kept aside, not lost)."""
+        """The saved conversation, or a new one (unreadable files are kept aside, not lost)."""
         try:
             data = json.loads(path.read_text())
-            if data.get("version") != STATE_VERSION:
-                raise ValueError(f"unsupported state version {data.get('version')!r}")
-            return cls(path, str(data["session_id"]), list(data["messages"]),
-                       list(data.get("todos") or []), data.get("shell_cwd"),
-                       int(data.get("queries") or 0))
+            version = data.get("version")
+            if version not in (STATE_VERSION, LEGACY_VERSION):
+                raise ValueError(f"unsupported state version {version!r}")
+            conv = cls(path, str(data["session_id"]), [], list(data.get("todos") or []),
+                       data.get("shell_cwd"), int(data.get("queries") or 0))
+            if version == LEGACY_VERSION:
+                conv.messages = list(data["messages"])
+                conv._rewrite = True  # into the journal at the next save
+            else:
+                conv._replay_journal()
+            return conv
         except FileNotFoundError:
-            return cls(path)
+            return cls(path, _rewrite=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("conversation state %s unreadable (%s); starting afresh", path, exc)
-            with contextlib.suppress(OSError):
-                os.replace(path, path.with_suffix(".corrupt"))
-            return cls(path)
+            for old in (path, path.with_suffix(".jsonl")):
+                with contextlib.suppress(OSError):
+                    os.replace(old, old.with_name(old.name + ".corrupt"))
+            return cls(path, _rewrite=True)
+
+    def _replay_journal(self) -> None:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return
+        lines = raw.split(b"\n")
+        if lines[-1]:  # no newline at the end: a write cut short by a crash
+            log.warning("conversation journal %s ends in a torn line; dropped", self.journal_path)
+            self._rewrite = True
+        for line in lines[:-1]:
+            self._add(json.loads(line))
 
     def save(self) -> None:
+        """Append the new messages to the journal; rewrite the small state file if it changed."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        payload = {"version": STATE_VERSION, "session_id": self.session_id,
-                   "messages": self.messages, "todos": self.todos, "shell_cwd": self.shell_cwd,
-                   "queries": self.queries}
-        # Atomic against a runtime or sandbox crash (rename), deliberately without fsync: three
-        # fsyncs per turn cost ~10 ms, and a host crash is covered by the runner's workspace
-        # snapshots, which are taken after every turn.
-        with open(tmp, "w") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
-        os.replace(tmp, self.path)
+        if self._rewrite:
+            _replace(self.journal_path, "".join(_line(m) for m in self.messages))
+            self._rewrite = False
+        elif self._unsaved:
+            with open(self.journal_path, "a") as fh:
+                fh.write("".join(_line(m) for m in self._unsaved))
+        self._unsaved.clear()
+        state = json.dumps({"version": STATE_VERSION, "session_id": self.session_id,
+                            "todos": self.todos, "shell_cwd": self.shell_cwd,
+                            "queries": self.queries}, separators=(",", ":"))
+        if state != self._written_state:
+            _replace(self.path, state)
+            self._written_state = state
 
     def append(self, message: dict[str, Any]) -> None:
-        """Add a Messages API message (merging consecutive user turns) and persist."""
+        """Add a Messages API message (merging consecutive user turns); `save` persists."""
+        self._add(message)
+        self._unsaved.append(message)
+
+    def _add(self, message: dict[str, Any]) -> None:
         last = self.messages[-1] if self.messages else None
         if last is not None and last["role"] == "user" == message["role"]:
-            last["content"] = _blocks(last["content"]) + _blocks(message["content"])
+            # A new dict: the journal keeps the messages as they were added.
+            self.messages[-1] = {**last, "content": _blocks(last["content"]) + _blocks(message["content"])}
         else:
             self.messages.append(message)
-        self.save()
+
+
+def _line(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":")) + "\n"
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write PATH atomically (a crash leaves the old or the new file, never half of one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

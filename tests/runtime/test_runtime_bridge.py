@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ash.runtime import protocol as p
+from ash.runtime.state import Conversation
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, tool_use
 from tests.runtime.conftest import messages, result_of, run_query
 
@@ -128,8 +128,8 @@ async def test_restart_keeps_the_conversation(start_runtime, fake_anthropic: Fak
     events = await run_query(first, "first question")
     session = result_of(events)["session_id"]
     assert await first.shutdown() == 0
-    state = json.loads((workspace / ".ash" / "conversation.json").read_text())
-    assert state["session_id"] == session and len(state["messages"]) == 4
+    state = Conversation.load(workspace / ".ash" / "conversation.json")
+    assert state.session_id == session and len(state.messages) == 4
     second = await start_runtime()
     assert second.session_id == session  # announced in `ready`
     events = await run_query(second, "second question")
@@ -138,7 +138,7 @@ async def test_restart_keeps_the_conversation(start_runtime, fake_anthropic: Fak
     assert [m["role"] for m in sent] == ["user", "assistant", "user", "assistant", "user"]
     assert sent[0]["content"] == "first question" and sent[-1]["content"] == "second question"
     assert sent[3]["content"] == [{"type": "text", "text": "first answer"}]
-    assert state["shell_cwd"] == str((workspace / "sub").resolve())
+    assert state.shell_cwd == str((workspace / "sub").resolve())
 
 
 async def test_killed_runtime_resumes_and_client_sees_closure(

@@ -161,6 +161,7 @@ class NativeEngine:
         self.repair_history()
         self.conv.queries += 1
         self.conv.append({"role": "user", "content": prompt})
+        self.conv.save()  # a runtime killed mid-query still has the prompt on restart
         thread = Thread(self.conv.messages, system, model, tool_defs,
                         max_turns=opts.max_turns or (agent.max_turns if agent else None),
                         append=self._persist)
@@ -193,6 +194,9 @@ class NativeEngine:
 
     def _persist(self, message: dict[str, Any]) -> None:
         self.conv.append(message)
+        if message["role"] == "assistant" and any(
+                b.get("type") == "tool_use" for b in message["content"]):
+            self.conv.save()  # tools may run long (or kill the sandbox): keep the history so far
 
     def _save_tool_state(self) -> None:
         self.conv.todos = self.ctx.todos

@@ -1,0 +1,84 @@
+"""The conversation files: an append-only journal plus small state, crash-tolerant on load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ash.runtime.state import Conversation
+
+
+def _conv(tmp_path: Path) -> Conversation:
+    return Conversation.load(tmp_path / ".ash" / "conversation.json")
+
+
+def test_saves_append_only_what_is_new(tmp_path: Path) -> None:
+    conv = _conv(tmp_path)
+    conv.append({"role": "user", "content": "one"})
+    conv.append({"role": "assistant", "content": [{"type": "text", "text": "a"}]})
+    conv.save()
+    journal = conv.journal_path.read_text()
+    conv.append({"role": "user", "content": "two"})
+    conv.save()
+    assert conv.journal_path.read_text().startswith(journal)  # earlier lines untouched
+    assert len(conv.journal_path.read_text().splitlines()) == 3
+    again = _conv(tmp_path)
+    assert again.messages == conv.messages and again.session_id == conv.session_id
+
+
+def test_consecutive_user_messages_merge_in_memory_and_after_reload(tmp_path: Path) -> None:
+    conv = _conv(tmp_path)
+    conv.append({"role": "user", "content": "x"})
+    conv.save()
+    conv.append({"role": "user", "content": [{"type": "text", "text": "y"}]})
+    conv.save()
+    merged = [{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "text", "text": "y"}]}]
+    assert conv.messages == merged
+    assert _conv(tmp_path).messages == merged
+
+
+def test_state_fields_survive_a_reload(tmp_path: Path) -> None:
+    conv = _conv(tmp_path)
+    conv.todos, conv.shell_cwd, conv.queries = [{"content": "t", "status": "pending"}], "/workspace/sub", 3
+    conv.save()
+    again = _conv(tmp_path)
+    assert (again.todos, again.shell_cwd, again.queries) == (conv.todos, "/workspace/sub", 3)
+
+
+def test_a_torn_last_line_is_dropped_and_the_journal_repaired(tmp_path: Path) -> None:
+    conv = _conv(tmp_path)
+    conv.append({"role": "user", "content": "kept"})
+    conv.save()
+    with open(conv.journal_path, "a") as fh:
+        fh.write('{"role":"assistant","content":[{"ty')  # a crash mid-write
+    again = _conv(tmp_path)
+    assert again.messages == [{"role": "user", "content": "kept"}]
+    again.append({"role": "assistant", "content": [{"type": "text", "text": "next"}]})
+    again.save()
+    assert _conv(tmp_path).messages == [{"role": "user", "content": "kept"},
+                                        {"role": "assistant", "content": [{"type": "text", "text": "next"}]}]
+
+
+def test_the_single_file_format_is_read_and_converted(tmp_path: Path) -> None:
+    path = tmp_path / ".ash" / "conversation.json"
+    path.parent.mkdir()
+    old = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text", "text": "yo"}]}]
+    path.write_text(json.dumps({"version": 1, "session_id": "s-1", "messages": old, "todos": [],
+                                "shell_cwd": None, "queries": 1}))
+    conv = Conversation.load(path)
+    assert conv.messages == old and conv.session_id == "s-1"
+    conv.append({"role": "user", "content": "again"})
+    conv.save()
+    assert json.loads(path.read_text())["version"] == 2
+    assert Conversation.load(path).messages == [*old, {"role": "user", "content": "again"}]
+
+
+def test_unreadable_state_is_kept_aside_and_a_new_conversation_starts(tmp_path: Path) -> None:
+    path = tmp_path / ".ash" / "conversation.json"
+    path.parent.mkdir()
+    path.write_text("{not json")
+    conv = Conversation.load(path)
+    assert conv.messages == [] and (path.parent / "conversation.json.corrupt").exists()
+    conv.append({"role": "user", "content": "fresh"})
+    conv.save()
+    assert Conversation.load(path).messages == [{"role": "user", "content": "fresh"}]
