@@ -1,8 +1,14 @@
-"""ASGI entry point (Daphne). HTTP only; bodies over the limit are refused with 413 while streaming in."""
+"""ASGI entry point (Daphne). HTTP only; bodies over the limit are refused with 413 while streaming in.
+
+Two Django handlers: the API (`/api/`, `/health`) with only `ASH_API_MIDDLEWARE`, all async-native,
+so a streamed turn never leaves the event loop for middleware; and the site (admin, docs, static
+files) with the full `MIDDLEWARE`.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ash.settings")
 
@@ -10,8 +16,44 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
+from django.utils.module_loading import import_string  # noqa: E402
 
 from ash.asgi_limits import BodyLimitASGI  # noqa: E402
 
-application = BodyLimitASGI(get_asgi_application())
+API_PREFIX = "/api/"
+
+
+class ApiHandler(ASGIHandler):
+    """Django's ASGI handler with the API's middleware list instead of MIDDLEWARE."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        handler = convert_exception_to_response(self._get_response_async)
+        for path in reversed(settings.ASH_API_MIDDLEWARE):
+            middleware = import_string(path)
+            if not getattr(middleware, "async_capable", False):
+                raise RuntimeError(f"ASH_API_MIDDLEWARE must be async capable: {path}")
+            handler = convert_exception_to_response(middleware(handler))
+        self._middleware_chain = handler
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIX) or path == "/health"
+
+
+_site = get_asgi_application()
+_api = ApiHandler()
+
+
+async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    app = _api if scope["type"] == "http" and is_api_path(scope.get("path", "")) else _site
+    await app(scope, receive, send)
+
+
+application = BodyLimitASGI(_route)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware.security import SecurityMiddleware
 from django.utils.deprecation import MiddlewareMixin
 
 from ash.errors import error_response
@@ -22,8 +25,26 @@ def too_large_message(limit: int) -> str:
     return f"Request body too large (limit {limit} bytes)"
 
 
-class BodySizeLimitMiddleware(MiddlewareMixin):
-    """Sync and async capable (MiddlewareMixin), so async SSE views stay async."""
+class InlineHooksMixin:
+    """For middleware whose hooks only look at the request and headers (no I/O): in async mode
+    they run on the event loop, where Django's MiddlewareMixin would hop to a thread and back for
+    each hook of each middleware on every request."""
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        hooks: Any = self
+        response = hooks.process_request(request) if hasattr(hooks, "process_request") else None
+        response = response or await hooks.get_response(request)
+        if hasattr(hooks, "process_response"):
+            response = hooks.process_response(request, response)
+        return response
+
+
+class SecurityHeadersMiddleware(InlineHooksMixin, SecurityMiddleware):
+    """Django's SecurityMiddleware (nosniff, referrer and opener policies, HSTS), without thread hops."""
+
+
+class BodySizeLimitMiddleware(InlineHooksMixin, MiddlewareMixin):
+    """Sync and async capable, so async SSE views stay async."""
 
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         limit = body_limit_for(request.path)

@@ -71,7 +71,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ash.middleware.BodySizeLimitMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "ash.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -79,6 +79,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# /api/ and /health are served by ash.asgi's API handler with only these (async-native)
+# middleware; the list above (sessions, CSRF, auth, messages, static files) is for the admin
+# and the docs. Through Django's test client everything goes through MIDDLEWARE.
+ASH_API_MIDDLEWARE = [
+    "ash.middleware.BodySizeLimitMiddleware",
+    "ash.middleware.SecurityHeadersMiddleware",
 ]
 APPEND_SLASH = False
 ROOT_URLCONF = "ash.urls"
@@ -117,6 +124,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": ASH_DATA_DIR / "ash.sqlite3",
+            # Persistent per-thread connections: request, worker and runner threads are
+            # long-lived, and opening one (file, WAL pragmas, functions) costs ~1 ms each time.
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # WAL lets readers (SSE, lists) run while the runner writes; IMMEDIATE avoids
                 # lock-upgrade deadlocks between concurrent writers.
@@ -197,8 +207,12 @@ ASH_SANDBOX_BACKEND = env.str("ASH_SANDBOX_BACKEND", default="process")  # proce
 ASH_DOCKER_IMAGE = env.str("ASH_DOCKER_IMAGE", default="")
 ASH_DOCKER_HOST = env.str("ASH_DOCKER_HOST", default="") or env.str("DOCKER_HOST", default="")
 ASH_MAX_SANDBOXES = env.int("ASH_MAX_SANDBOXES", default=100)
-# Snapshot the workspace after every turn (off the request path): a crashed runner loses at most a turn.
+# Snapshot the workspace after turns (off the request path), once the session has been quiet for
+# ASH_SNAPSHOT_DELAY seconds and at the latest ASH_SNAPSHOT_MAX_DELAY seconds after its first
+# unsaved turn: a crashed runner loses at most that much workspace work (messages are in the DB).
 ASH_SNAPSHOT_AFTER_TURN = env.bool("ASH_SNAPSHOT_AFTER_TURN", default=True)
+ASH_SNAPSHOT_DELAY = env.float("ASH_SNAPSHOT_DELAY", default=2.0)
+ASH_SNAPSHOT_MAX_DELAY = env.float("ASH_SNAPSHOT_MAX_DELAY", default=30.0)
 ASH_IDLE_TIMEOUT = env.int("ASH_IDLE_TIMEOUT", default=1800)  # seconds
 
 ASH_QUEUE_LEASE_SECONDS = env.int("ASH_QUEUE_LEASE_SECONDS", default=3600)

@@ -16,7 +16,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from psycopg_pool import PoolTimeout
@@ -38,6 +38,18 @@ from sessions_app.selectors import session_get
 from sessions_app.serializers import MessageSendSerializer
 from sessions_app.services import turn_abandon
 from sessions_app.turns import PER_MESSAGE_OPTIONS, turn_interrupt, turn_start
+
+
+def in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Run FN off the event loop on the loop's shared, long-lived executor threads rather than a
+    new thread per request (Django's thread-sensitive default), so SQLite connections are reused.
+    Each call is self-contained and gives its connection back when it ends (released_connections)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with released_connections():
+            return fn(*args, **kwargs)
+
+    return sync_to_async(run, thread_sensitive=False)
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
@@ -65,13 +77,12 @@ def _validated(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _start(request: HttpRequest, session_id: str) -> Turn:
-    with released_connections():
-        tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
-        sid = parse_uuid(session_id)
-        data = _validated(_json_body(request))
-        session = session_get(tenant_id=tenant.tenant_id, session_id=sid)
-        options = {k: data[k] for k in PER_MESSAGE_OPTIONS if k in data}
-        return turn_start(session=session, prompt=data["content"], options=options)
+    tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
+    sid = parse_uuid(session_id)
+    data = _validated(_json_body(request))
+    session = session_get(tenant_id=tenant.tenant_id, session_id=sid)
+    options = {k: data[k] for k in PER_MESSAGE_OPTIONS if k in data}
+    return turn_start(session=session, prompt=data["content"], options=options)
 
 
 @contextlib.contextmanager
@@ -84,7 +95,7 @@ def released_connections() -> Iterator[None]:
     except PoolTimeout:
         raise ServiceUnavailable("Database connection pool exhausted; retry shortly") from None
     finally:
-        connections.close_all()
+        close_old_connections()  # pooled (CONN_MAX_AGE 0): back to the pool; persistent: kept
 
 
 async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> AsyncIterator[bytes]:
@@ -101,7 +112,7 @@ async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> Asyn
             if frame is None:
                 if not started and time.monotonic() - waiting_since > settings.ASH_TURN_START_TIMEOUT:
                     started = True  # check once; a runner that did start it will finish it
-                    await sync_to_async(_abandon_unstarted)(turn_id)
+                    await in_thread(_abandon_unstarted)(turn_id)
                 yield KEEPALIVE
                 continue
             started = True
@@ -115,8 +126,7 @@ async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> Asyn
 
 
 def _abandon_unstarted(turn_id: str) -> None:
-    with released_connections():
-        turn_abandon(turn_id=turn_id, reason="No runner picked up this turn in time", only_pending=True)
+    turn_abandon(turn_id=turn_id, reason="No runner picked up this turn in time", only_pending=True)
 
 
 def _encode(frame: Frame, with_ids: bool) -> bytes:
@@ -155,17 +165,12 @@ async def session_messages(request: HttpRequest, session_id: str) -> HttpRespons
             response = SessionMessagesView.as_view()(request, session_id=session_id)
             return response.render()
 
-        return await sync_to_async(list_messages)()
-    turn = await sync_to_async(_start)(request, session_id)
+        return await in_thread(list_messages)()
+    turn = await in_thread(_start)(request, session_id)
     return sse_response(relay(str(turn.id)))
 
 
 def _attach(request: HttpRequest, session_id: str) -> tuple[str, int]:
-    with released_connections():
-        return _attach_turn(request, session_id)
-
-
-def _attach_turn(request: HttpRequest, session_id: str) -> tuple[str, int]:
     tenant = tenant_from_authorization(request.META.get("HTTP_AUTHORIZATION"))
     session = session_get(tenant_id=tenant.tenant_id, session_id=parse_uuid(session_id))
     raw_after = request.GET.get("after", "0") or "0"
@@ -186,7 +191,7 @@ def _attach_turn(request: HttpRequest, session_id: str) -> tuple[str, int]:
 @async_api_view("GET")
 async def session_stream(request: HttpRequest, session_id: str) -> HttpResponse:
     """GET: re-attach to the running (or last) turn and replay frames after `after` (with ids)."""
-    turn_id, after = await sync_to_async(_attach)(request, session_id)
+    turn_id, after = await in_thread(_attach)(request, session_id)
     return sse_response(relay(turn_id, after=after, with_ids=True))
 
 
@@ -200,4 +205,4 @@ def _interrupt(request: HttpRequest, session_id: str) -> dict[str, Any]:
 
 @async_api_view("POST")
 async def session_interrupt(request: HttpRequest, session_id: str) -> HttpResponse:
-    return JsonResponse(await sync_to_async(_interrupt)(request, session_id))
+    return JsonResponse(await in_thread(_interrupt)(request, session_id))
