@@ -60,18 +60,25 @@ class MemoryTransport:
         self._turns: dict[str, _MemoryTurnLog] = {}
 
     def publish(self, turn_id: str, event: str, data: Any) -> Frame:
+        return self.publish_many(turn_id, [(event, data)])[-1]
+
+    def publish_many(self, turn_id: str, items: list[tuple[str, Any]]) -> list[Frame]:
+        """Append ITEMS (event, data) in order; subscribers are woken once for all of them."""
+        out = []
         with self._lock:
             log = self._turns.setdefault(turn_id, _MemoryTurnLog())
-            frame = Frame(seq=len(log.frames) + 1, event=event, data=data)
-            if len(log.frames) < MAX_FRAMES_PER_TURN or frame.terminal:
-                log.frames.append(frame)
-            if frame.terminal:
-                log.finished_at = time.monotonic()
+            for event, data in items:
+                frame = Frame(seq=len(log.frames) + 1, event=event, data=data)
+                if len(log.frames) < MAX_FRAMES_PER_TURN or frame.terminal:
+                    log.frames.append(frame)
+                if frame.terminal:
+                    log.finished_at = time.monotonic()
+                out.append(frame)
             waiters = list(log.waiters)
             self._expire_locked()
         for loop, ev in waiters:
             loop.call_soon_threadsafe(ev.set)
-        return frame
+        return out
 
     def _expire_locked(self) -> None:
         cutoff = time.monotonic() - MEMORY_TURN_LOG_TTL_SECONDS
@@ -126,11 +133,15 @@ class RedisTransport:
         self._redis = redis
         self._seq_script = self._sync.register_script(
             """
-            local seq = redis.call('INCR', KEYS[2])
-            redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'f', string.format('{"seq":%d,%s', seq, ARGV[1]))
-            redis.call('EXPIRE', KEYS[1], ARGV[2])
-            redis.call('EXPIRE', KEYS[2], ARGV[2])
-            return seq
+            local n = #ARGV - 2
+            local first = redis.call('INCRBY', KEYS[2], n) - n + 1
+            for i = 1, n do
+                redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'f',
+                           string.format('{"seq":%d,%s', first + i - 1, ARGV[i + 2]))
+            end
+            redis.call('EXPIRE', KEYS[1], ARGV[1])
+            redis.call('EXPIRE', KEYS[2], ARGV[1])
+            return first
             """
         )
 
@@ -139,10 +150,15 @@ class RedisTransport:
         return f"ash:turn:{turn_id}"
 
     def publish(self, turn_id: str, event: str, data: Any) -> Frame:
+        return self.publish_many(turn_id, [(event, data)])[-1]
+
+    def publish_many(self, turn_id: str, items: list[tuple[str, Any]]) -> list[Frame]:
+        """Append ITEMS (event, data) in order, in one round trip."""
         # The Lua script numbers and appends atomically, so concurrent publishers cannot reorder.
-        body = json.dumps({"event": event, "data": data}, separators=(",", ":"))[1:]
-        seq = int(self._seq_script(keys=[self._key(turn_id), self._key(turn_id) + ":seq"], args=[body, TURN_LOG_TTL_SECONDS, MAX_FRAMES_PER_TURN]))
-        return Frame(seq=seq, event=event, data=data)
+        bodies = [json.dumps({"event": event, "data": data}, separators=(",", ":"))[1:] for event, data in items]
+        key = self._key(turn_id)
+        first = int(self._seq_script(keys=[key, key + ":seq"], args=[TURN_LOG_TTL_SECONDS, MAX_FRAMES_PER_TURN, *bodies]))
+        return [Frame(seq=first + i, event=event, data=data) for i, (event, data) in enumerate(items)]
 
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()

@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 
 from agents_app.models import Agent
 from sessions_app.models import Attachment, Message, Session, SessionEvent
@@ -17,20 +16,41 @@ log = logging.getLogger("ash.sessions")
 LIVE_STATUSES = (Session.Status.STARTING, Session.Status.ACTIVE, Session.Status.PAUSED, Session.Status.ERROR)
 
 
-def session_sequence_allocate(*, session_id: Any, counter: str, count: int = 1) -> int:
-    """Reserve COUNT numbers of COUNTER ('message_seq' or 'event_seq'); returns the first.
+SEQUENCE_COUNTERS = ("message_seq", "event_seq")
+
+
+def session_sequences_allocate(*, session_id: Any, **counts: int) -> dict[str, int]:
+    """Reserve numbers of several counters at once (`message_seq=1, event_seq=3`); returns the
+    first number reserved of each.
 
     Must run inside the transaction that inserts the rows: the UPDATE takes the session's row
     lock until commit (PostgreSQL) or the write lock (SQLite), so numbers are unique and a
     rollback returns them — gapless.
     """
-    if counter not in ("message_seq", "event_seq"):
-        raise ValueError(counter)
-    if not transaction.get_connection().in_atomic_block:
+    if not counts or any(name not in SEQUENCE_COUNTERS for name in counts):
+        raise ValueError(f"counters must be among {SEQUENCE_COUNTERS}: {list(counts)}")
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
         raise RuntimeError("sequence allocation must happen inside transaction.atomic()")
-    Session.objects.filter(pk=session_id).update(**{counter: F(counter) + count})
-    last = Session.objects.filter(pk=session_id).values_list(counter, flat=True).get()
-    return last - count + 1
+    # One statement (UPDATE … RETURNING: PostgreSQL, SQLite >= 3.35) instead of an UPDATE and a
+    # SELECT per counter: this runs for every stored message and event.
+    meta, quote = Session._meta, conn.ops.quote_name
+    columns = [quote(meta.get_field(name).column) for name in counts]
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{c} = {c} + %s' for c in columns)} "
+            f"WHERE {quote(meta.pk.column)} = %s RETURNING {', '.join(columns)}",
+            [*counts.values(), meta.pk.get_db_prep_value(session_id, conn)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Session.DoesNotExist(f"session {session_id} not found")
+    return {name: last - count + 1 for (name, count), last in zip(counts.items(), row, strict=True)}
+
+
+def session_sequence_allocate(*, session_id: Any, counter: str, count: int = 1) -> int:
+    """Reserve COUNT numbers of COUNTER ('message_seq' or 'event_seq'); returns the first."""
+    return session_sequences_allocate(session_id=session_id, **{counter: count})[counter]
 
 
 def session_event_record(*, session: Session, type: str, data: dict[str, Any] | None) -> SessionEvent:

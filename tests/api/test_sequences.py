@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 from django.db import connection, transaction
@@ -13,6 +14,7 @@ from sessions_app.services import (
     session_event_record,
     session_message_record,
     session_sequence_allocate,
+    session_sequences_allocate,
 )
 
 THREADS = 8
@@ -93,6 +95,24 @@ def test_allocating_a_block_returns_its_first_number():
     with transaction.atomic():
         assert session_sequence_allocate(session_id=session.pk, counter="message_seq", count=3) == 1
         assert session_sequence_allocate(session_id=session.pk, counter="message_seq") == 4
+
+
+@pytest.mark.django_db
+def test_allocating_both_counters_in_one_statement():
+    session = _session()
+    with transaction.atomic():
+        assert session_sequences_allocate(session_id=session.pk, message_seq=1, event_seq=3) == {
+            "message_seq": 1, "event_seq": 1}
+        assert session_sequences_allocate(session_id=session.pk, event_seq=2, message_seq=2) == {
+            "message_seq": 2, "event_seq": 4}
+    session.refresh_from_db()
+    assert (session.message_seq, session.event_seq) == (3, 5)
+
+
+@pytest.mark.django_db
+def test_allocating_for_a_missing_session_fails():
+    with pytest.raises(Session.DoesNotExist), transaction.atomic():
+        session_sequences_allocate(session_id=uuid.uuid4(), message_seq=1)
 
 
 @pytest.mark.django_db

@@ -38,6 +38,17 @@ async def test_frames_replay_in_order_after_a_sequence_number(make) -> None:
 
 
 @pytest.mark.parametrize("make", transports())
+async def test_a_batch_is_numbered_in_order_after_earlier_frames(make) -> None:
+    transport, turn = make(), str(uuid.uuid4())
+    transport.publish(turn, "session_start", {})
+    batch = transport.publish_many(turn, [("turn_complete", {"n": 1}), ("message", {"n": 2}), ("done", {})])
+    assert [(f.seq, f.event) for f in batch] == [(2, "turn_complete"), (3, "message"), (4, "done")]
+    frames = await collect(transport, turn)
+    assert [(f.seq, f.event, f.data) for f in frames] == [
+        (1, "session_start", {}), (2, "turn_complete", {"n": 1}), (3, "message", {"n": 2}), (4, "done", {})]
+
+
+@pytest.mark.parametrize("make", transports())
 async def test_live_frames_from_another_thread_reach_a_waiting_subscriber(make) -> None:
     transport, turn = make(), str(uuid.uuid4())
 
