@@ -26,7 +26,7 @@ from sessions_app.services import (
     session_message_record,
     session_options,
     session_runner_id,
-    session_sequence_allocate,
+    session_sequences_allocate,
 )
 from usage_app.models import UsageEvent
 from usage_app.services import usage_events_record
@@ -129,7 +129,8 @@ def turn_run(*, turn_id: str) -> str:
         publisher.frame("done", {"sessionId": str(session.id)})
         close_old_connections()
         if settings.ASH_SNAPSHOT_AFTER_TURN and host.get(str(session.id)) is not None:
-            host.snapshot_in_background(str(session.id), _snapshot_recorder(session.pk))
+            host.snapshot_after_turn(str(session.id), _snapshot_recorder(session.pk), delay=settings.ASH_SNAPSHOT_DELAY,
+                                     max_delay=settings.ASH_SNAPSHOT_MAX_DELAY)
     return status
 
 
@@ -180,25 +181,25 @@ class _Publisher:
     def sdk_message(self, message: dict[str, Any]) -> Any:
         derived = derive(message)
         if derived.store_message or derived.events:
+            counts = {"message_seq": 1} if derived.store_message else {}
+            if derived.events:
+                counts["event_seq"] = len(derived.events)
             with transaction.atomic():
+                first = session_sequences_allocate(session_id=self.session.pk, **counts)
                 if derived.store_message:
-                    seq = session_sequence_allocate(session_id=self.session.pk, counter="message_seq")
                     Message.objects.create(
                         session_id=self.session.pk, tenant_id=self.session.tenant_id, role=Message.Role.ASSISTANT,
-                        content=json.dumps(message, separators=(",", ":")), sequence=seq,
+                        content=json.dumps(message, separators=(",", ":")), sequence=first["message_seq"],
                     )
                 if derived.events:
-                    first = session_sequence_allocate(session_id=self.session.pk, counter="event_seq", count=len(derived.events))
                     SessionEvent.objects.bulk_create([
                         SessionEvent(
                             session_id=self.session.pk, tenant_id=self.session.tenant_id, type=etype,
-                            data=json.dumps(data, separators=(",", ":")), sequence=first + i,
+                            data=json.dumps(data, separators=(",", ":")), sequence=first["event_seq"] + i,
                         )
                         for i, (etype, data) in enumerate(derived.events)
                     ])
-        for event, data in derived.frames:
-            self.frame(event, data)
-        self.frame("message", message)
+        self.transport.publish_many(self.turn_id, [*derived.frames, ("message", message)])
         return derived
 
     def error(self, text: str) -> None:

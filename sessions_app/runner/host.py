@@ -79,6 +79,8 @@ class Hosted:
     turn_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     current_qid: str | None = None
+    snapshot_timer: asyncio.TimerHandle | None = None  # the pending after-turn snapshot
+    snapshot_due_by: float = 0.0  # loop time by which a deferred after-turn snapshot must run
 
 
 UsageSink = Callable[[SessionSpec, UsageRecord], Awaitable[None]]
@@ -296,6 +298,8 @@ class RunnerHost:
     async def _release(self, session_id: str, *, destroy: bool, keep_workspace: bool, entry: PoolEntry | None = None) -> None:
         hosted = self.hosted.pop(session_id, None)
         if hosted is not None:
+            if hosted.snapshot_timer is not None:
+                hosted.snapshot_timer.cancel()  # whoever releases it snapshots first if needed
             await self._stop_runtime(hosted)
             entry = hosted.entry
         if destroy and entry is not None:
@@ -348,8 +352,32 @@ class RunnerHost:
                 await record(key)
             return key
 
-    def snapshot_in_background(self, session_id: str, record: Callable[[str], Awaitable[None]]) -> None:
-        """After a turn: persist the workspace off the request path, so a crash loses at most one turn."""
+    def snapshot_after_turn(self, session_id: str, record: Callable[[str], Awaitable[None]], *,
+                            delay: float, max_delay: float) -> None:
+        """Persist the workspace off the request path once the session has been quiet for DELAY
+        seconds: a burst of turns costs one snapshot, not one each. A session that never goes
+        quiet is still snapshotted within MAX_DELAY of its first unsaved turn. A crashed runner
+        loses at most those seconds of workspace changes (the messages are in the database)."""
+        self.loop.call_soon_threadsafe(self._schedule_snapshot, session_id, record, delay, max_delay)
+
+    def _schedule_snapshot(self, session_id: str, record: Callable[[str], Awaitable[None]],
+                           delay: float, max_delay: float) -> None:
+        hosted = self.get(session_id)
+        if hosted is None:
+            return
+        now = self.loop.time()
+        if hosted.snapshot_timer is not None:
+            hosted.snapshot_timer.cancel()
+        else:
+            hosted.snapshot_due_by = now + max_delay
+        wait = max(0.0, min(delay, hosted.snapshot_due_by - now))
+        hosted.snapshot_timer = self.loop.call_later(wait, self._snapshot_now, session_id, record)
+
+    def _snapshot_now(self, session_id: str, record: Callable[[str], Awaitable[None]]) -> None:
+        hosted = self.hosted.get(session_id)
+        if hosted is None:
+            return
+        hosted.snapshot_timer = None
 
         async def run() -> None:
             try:
@@ -357,7 +385,7 @@ class RunnerHost:
             except Exception:  # noqa: BLE001 - the sandbox may be going away; the next turn retries
                 log.warning("background snapshot of session %s failed", session_id, exc_info=True)
 
-        asyncio.run_coroutine_threadsafe(run(), self.loop)
+        self.loop.create_task(run())
 
     async def interrupt(self, session_id: str) -> bool:
         hosted = self.get(session_id)
