@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from ash import dispatch
@@ -81,6 +82,7 @@ def turn_run(*, turn_id: str) -> str:
     host = get_host()
     started = time.monotonic()
     status, error, tool_calls, results = Turn.Status.COMPLETED, None, 0, 0
+    interruptible = False
     options = {**session_options(session), **{k: v for k, v in turn.options.items() if v is not None}}
     options["permissionPrompts"] = "host"
     try:
@@ -106,25 +108,27 @@ def turn_run(*, turn_id: str) -> str:
             elif kind == "error":
                 status, error = Turn.Status.FAILED, event.error
                 publisher.error(event.error)
-            elif kind == "done" and event.sessionId:
+            elif kind == "done" and event.sessionId and event.sessionId != session.runtime_session_id:
                 Session.objects.filter(pk=session.pk).update(runtime_session_id=event.sessionId)
-        if Turn.objects.filter(pk=turn_id, interrupt_requested=True).exists():
-            status = Turn.Status.INTERRUPTED
+        interruptible = True  # an interrupt requested meanwhile makes the finished turn "interrupted"
     except Exception as exc:  # noqa: BLE001 - any failure ends the turn with an error, never a hang
         status, error = Turn.Status.FAILED, _describe(exc)
         publisher.error(error)
         _after_sandbox_failure(session, host, error)
     finally:
-        usage_events_record(
-            tenant_id=session.tenant_id, session_id=str(session.id), agent_name=session.agent_name,
-            values={
-                UsageEvent.Type.TOOL_CALL: tool_calls,
-                UsageEvent.Type.MESSAGE: results,
-                UsageEvent.Type.COMPUTE_SECONDS: round(time.monotonic() - started, 3),
-            },
-        )
-        with transaction.atomic():
-            Turn.objects.filter(pk=turn_id).update(status=status, error=error, finished_at=timezone.now())
+        final: Any = status
+        if interruptible:
+            final = Case(When(interrupt_requested=True, then=Value(Turn.Status.INTERRUPTED)), default=Value(status))
+        with transaction.atomic():  # one commit for the turn's end
+            usage_events_record(
+                tenant_id=session.tenant_id, session_id=str(session.id), agent_name=session.agent_name,
+                values={
+                    UsageEvent.Type.TOOL_CALL: tool_calls,
+                    UsageEvent.Type.MESSAGE: results,
+                    UsageEvent.Type.COMPUTE_SECONDS: round(time.monotonic() - started, 3),
+                },
+            )
+            Turn.objects.filter(pk=turn_id).update(status=final, error=error, finished_at=timezone.now())
             Session.objects.filter(pk=session.pk, active_turn_id=turn_id).update(active_turn=None, last_active_at=timezone.now())
         publisher.frame("done", {"sessionId": str(session.id)})
         close_old_connections()

@@ -14,7 +14,7 @@ def usage_events_record(*, tenant_id: str, session_id: str, agent_name: str, mod
         for event_type, value in values.items()
         if value
     ]
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside a caller's transaction: part of it, no savepoint
         UsageEvent.objects.bulk_create(rows)
     return len(rows)
 

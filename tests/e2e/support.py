@@ -27,6 +27,14 @@ SCRUBBED = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "ANTHROPIC_BA
             "ANTHROPIC_AUTH_TOKEN")
 
 
+def read_db(data_dir: Path, sql: str, *params: Any) -> list[tuple]:
+    """Rows from an embedded server's SQLite database, opened read-only (what it persisted)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{data_dir / 'ash.sqlite3'}?mode=ro", uri=True)) as db:
+        return db.execute(sql, params).fetchall()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

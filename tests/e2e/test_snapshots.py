@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import AshSystem, running_server
-from tests.e2e.support import reset_script, wait_until
+from tests.e2e.support import read_db, reset_script, wait_until
 from tests.fakes.anthropic_server import Reply
 
 pytestmark = pytest.mark.slow
@@ -26,9 +25,8 @@ def own_server(fake) -> Iterator[AshSystem]:
 
 def snapshot_key(system: AshSystem, sid: str) -> str | None:
     """The session's newest snapshot, as the server recorded it (its database, read-only)."""
-    with sqlite3.connect(f"file:{system.data_dir / 'ash.sqlite3'}?mode=ro", uri=True) as db:
-        row = db.execute("SELECT snapshot_key FROM sessions_app_session WHERE id = ?", (uuid.UUID(sid).hex,)).fetchone()
-    return row[0] if row else None
+    rows = read_db(system.data_dir, "SELECT snapshot_key FROM sessions_app_session WHERE id = ?", uuid.UUID(sid).hex)
+    return rows[0][0] if rows else None
 
 
 def test_a_quiet_session_is_snapshotted_once_after_its_turns(own_server: AshSystem, fake) -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
 
+from tests.e2e.conftest import AshSystem
 from tests.e2e.support import (
     Api,
     SseStream,
     assert_error,
     iter_sse_blocks,
+    read_db,
     reset_script,
     wait_until,
 )
@@ -135,7 +138,7 @@ def test_client_disconnect_loses_nothing_and_stream_replays_with_ids(api: Api, s
     assert [f.id for f in tail.frames] == [ids[-1]] and tail.events == ["done"]
 
 
-def test_interrupt_stops_a_running_turn(api: Api, session: dict, fake) -> None:
+def test_interrupt_stops_a_running_turn(ash: AshSystem, api: Api, session: dict, fake) -> None:
     sid = session["id"]
     fake.script([Reply.text("x" * 400, delay=0.2, chunk=4)])  # about 20 s if left alone
     with api.http.stream("POST", f"/api/sessions/{sid}/messages", json={"content": "long"},
@@ -150,6 +153,9 @@ def test_interrupt_stops_a_running_turn(api: Api, session: dict, fake) -> None:
     assert result["r"].status_code == 200 and result["r"].json() == {"interrupted": True}
     assert rest.events[-1] == "done"
     assert not any(m.get("subtype") == "success" for m in rest.messages("result"))
+    turns = read_db(ash.data_dir, "SELECT status, finished_at FROM sessions_app_turn WHERE session_id = ?",
+                    uuid.UUID(sid).hex)
+    assert [t[0] for t in turns] == ["interrupted"] and turns[0][1] is not None
     # The session is usable again right away.
     reset_script(fake)
     fake.script([Reply.text("back")])
