@@ -1,26 +1,37 @@
-"""Per-sandbox model-API proxy: adds the credential, meters usage, enforces the budget."""
+"""Per-sandbox model-API proxy: adds the credential, meters usage, enforces the budget.
 
-from ash.llm_proxy.errors import ASH_ERROR_HEADER, BUDGET_EXCEEDED, BUDGET_EXCEEDED_STATUS
-from ash.llm_proxy.http11 import ProxyLimits
-from ash.llm_proxy.local_model import LOCAL_MODEL_ID
-from ash.llm_proxy.metering import UsageRecord
-from ash.llm_proxy.pricing import cost_usd, resolve_price
-from ash.llm_proxy.server import SOCKET_NAME, ModelProxy
-from ash.llm_proxy.upstream import CredentialKind, Upstream, UpstreamConfigError, upstream_resolve
+The names below load lazily: the sandboxed runtime imports `ash.llm_proxy.pricing` and must not
+pay for the proxy server (httpx, h11) it never runs.
+"""
 
-__all__ = [
-    "ASH_ERROR_HEADER",
-    "BUDGET_EXCEEDED",
-    "BUDGET_EXCEEDED_STATUS",
-    "LOCAL_MODEL_ID",
-    "SOCKET_NAME",
-    "CredentialKind",
-    "ModelProxy",
-    "ProxyLimits",
-    "Upstream",
-    "UpstreamConfigError",
-    "UsageRecord",
-    "cost_usd",
-    "resolve_price",
-    "upstream_resolve",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ASH_ERROR_HEADER": "errors",
+    "BUDGET_EXCEEDED": "errors",
+    "BUDGET_EXCEEDED_STATUS": "errors",
+    "LOCAL_MODEL_ID": "local_model",
+    "SOCKET_NAME": "server",
+    "CredentialKind": "upstream",
+    "ModelProxy": "server",
+    "ProxyLimits": "http11",
+    "Upstream": "upstream",
+    "UpstreamConfigError": "upstream",
+    "UsageRecord": "metering",
+    "cost_usd": "pricing",
+    "resolve_price": "pricing",
+    "upstream_resolve": "upstream",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,4 +1,4 @@
-"""Agent engines: the native loop on `anthropic` (default) and the optional Claude Code CLI."""
+"""Agent engines: the native loop (default) and the optional Claude Code CLI."""
 
 from __future__ import annotations
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import anthropic
 import jsonschema
 
 from ash.runtime import messages as sdk
 from ash.runtime.accounting import Totals
 from ash.runtime.engines import EngineIO, PermissionAsk
+from ash.runtime.model_client import Message, ModelConnectionError, ModelStatusError
 from ash.runtime.permissions import ALLOW, DENY, PermissionPolicy, denial_message, describe
 from ash.runtime.tools import ToolOutput, run_tool, tool_error
 
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 STRUCTURED_OUTPUT = "StructuredOutput"
 MAX_STRUCTURED_RETRIES = 5
-RAW_EVENTS = frozenset({"message_start", "content_block_start", "content_block_delta",
-                        "content_block_stop", "message_delta", "message_stop"})
 HOST_DENY_DEFAULT = ("The user doesn't want to proceed with this tool use. The tool use was "
                      "rejected (eg. if it was a file edit, the new_string was NOT written to the "
                      "file).")
@@ -96,7 +94,7 @@ class QueryRun:
                                [f"Reached maximum number of turns ({thread.max_turns})"],
                                num_turns=turns)
             msg = await self._call_model(thread, turns)
-            content = [b.model_dump(mode="json", exclude_none=True) for b in msg.content]
+            content = msg.content
             thread.add({"role": "assistant", "content": content})
             if (self.opts.max_budget_usd is not None
                     and self.totals.cost_usd >= self.opts.max_budget_usd):
@@ -120,7 +118,7 @@ class QueryRun:
                                                   f"after {MAX_STRUCTURED_RETRIES} attempts"],
                                num_turns=turns)
 
-    async def _call_model(self, thread: Thread, turn: int) -> Any:
+    async def _call_model(self, thread: Thread, turn: int) -> Message:
         params: dict[str, Any] = {"model": thread.model, "max_tokens": self.max_tokens,
                                   "messages": thread.messages, "tools": thread.tool_defs}
         if thread.system:
@@ -130,35 +128,29 @@ class QueryRun:
             params["thinking"] = thinking
         if self.opts.effort:
             params["output_config"] = {"effort": self.opts.effort}
-        if self.opts.betas:
-            params["extra_headers"] = {"anthropic-beta": ",".join(self.opts.betas)}
         started = time.monotonic()
         parent = thread.parent_tool_use_id
         try:
-            async with self.engine.client().messages.stream(**params) as stream:
+            async with self.engine.client().stream(params, betas=self.opts.betas) as stream:
                 async for ev in stream:
-                    if ev.type not in RAW_EVENTS:
-                        continue
-                    snap = stream.current_message_snapshot
-                    if ev.type == "content_block_stop":
-                        block = ev.content_block.model_dump(mode="json", exclude_none=True)
+                    snap = stream.message
+                    if ev["type"] == "content_block_stop":
                         await self.io.emit(sdk.assistant(
-                            message_id=snap.id, model=snap.model, block=block,
-                            usage=snap.usage.model_dump(mode="json", exclude_none=True),
+                            message_id=snap["id"], model=snap["model"],
+                            block=stream.block(ev["index"]), usage=stream.usage(),
                             session_id=self.session_id, parent_tool_use_id=parent))
                     if self.opts.include_partial_messages:
                         await self.io.emit(sdk.stream_event(
                             _raw_event(ev), session_id=self.session_id,
-                            parent_tool_use_id=parent, message_id=snap.id))
-                msg = await stream.get_final_message()
-        except anthropic.APIStatusError as exc:
-            await self._api_error(thread, turn, exc.status_code, _api_message(exc))
-        except anthropic.APIConnectionError as exc:
-            await self._api_error(thread, turn, None, str(exc) or "Connection error.")
+                            parent_tool_use_id=parent, message_id=snap["id"]))
+                msg = stream.final_message()
+        except ModelStatusError as exc:
+            await self._api_error(thread, turn, exc.status, exc.message)
+        except ModelConnectionError as exc:
+            await self._api_error(thread, turn, None, exc.message)
         finally:
             self.totals.api_ms += int((time.monotonic() - started) * 1000)
-        usage = msg.usage.model_dump(mode="json", exclude_none=True)
-        self.totals.add(thread.model, usage, self.max_tokens)
+        self.totals.add(thread.model, msg.usage, self.max_tokens)
         return msg
 
     async def _api_error(self, thread: Thread, turn: int, status: int | None,
@@ -252,17 +244,10 @@ class QueryRun:
         return await run_tool(self.engine.tools[name], tool_input, self.engine.ctx)
 
 
-def _raw_event(ev: Any) -> dict[str, Any]:
-    """The Messages API event as sent on the wire (the SDK adds accumulated snapshots)."""
-    if ev.type == "content_block_stop":
-        return {"type": "content_block_stop", "index": ev.index}
-    if ev.type == "message_stop":
+def _raw_event(ev: dict[str, Any]) -> dict[str, Any]:
+    """The Messages API event as the SDK passed it on: stop events without extra fields."""
+    if ev["type"] == "content_block_stop":
+        return {"type": "content_block_stop", "index": ev["index"]}
+    if ev["type"] == "message_stop":
         return {"type": "message_stop"}
-    return ev.model_dump(mode="json", exclude_unset=True)
-
-
-def _api_message(exc: anthropic.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    err = body.get("error") if isinstance(body.get("error"), dict) else body
-    message = err.get("message") if isinstance(err, dict) else None
-    return str(message or exc.message)
+    return ev

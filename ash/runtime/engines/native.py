@@ -1,4 +1,4 @@
-"""The native engine: a Claude-Code-compatible agent loop on the `anthropic` SDK."""
+"""The native engine: a Claude-Code-compatible agent loop on the Messages API."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
-
-import anthropic
 
 from ash.runtime import messages as sdk
 from ash.runtime.config import (
@@ -21,6 +19,7 @@ from ash.runtime.engines import EngineIO
 from ash.runtime.engines.agents import agent_tool_definition, available_agents
 from ash.runtime.engines.loop import STRUCTURED_OUTPUT, Outcome, QueryRun, Stop, Thread
 from ash.runtime.mcp_client import McpManager
+from ash.runtime.model_client import ModelClient
 from ash.runtime.options import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, AgentDefinition, QueryOptions
 from ash.runtime.permissions import PermissionPolicy
 from ash.runtime.state import Conversation
@@ -47,25 +46,20 @@ class NativeEngine:
                                bash_output_limit=config.bash_output_limit)
         self.tools = builtin_tools()
         self.mcp = McpManager(config.mcp_connect_timeout_s)
-        self._client: anthropic.AsyncAnthropic | None = None
+        self._client: ModelClient | None = None
 
     @property
     def session_id(self) -> str:
         return self.conv.session_id
 
-    def client(self) -> anthropic.AsyncAnthropic:
+    def client(self) -> ModelClient:
         """The model client: HTTP to ASH_MODEL_BASE_URL, else the proxy's unix socket."""
         if self._client is None:
-            kw: dict[str, Any] = {"api_key": PLACEHOLDER_API_KEY,
-                                  "max_retries": self.config.max_retries}
-            if self.config.model_base_url:
-                kw["base_url"] = self.config.model_base_url
-            else:
-                import httpx2
-                transport = httpx2.AsyncHTTPTransport(uds=self.config.proxy_socket)
-                kw["base_url"] = PROXY_BASE_URL
-                kw["http_client"] = anthropic.DefaultAsyncHttpxClient(transport=transport)
-            self._client = anthropic.AsyncAnthropic(**kw)
+            url = self.config.model_base_url
+            self._client = ModelClient(base_url=url or PROXY_BASE_URL,
+                                       unix_socket=None if url else self.config.proxy_socket,
+                                       api_key=PLACEHOLDER_API_KEY,
+                                       max_retries=self.config.max_retries)
         return self._client
 
     # -- option helpers used by the loop -------------------------------------------------------
