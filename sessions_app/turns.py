@@ -20,7 +20,7 @@ from django.utils import timezone
 from ash import dispatch
 from ash.errors import BadRequest, Conflict, ServiceUnavailable
 from ash.events import transport
-from sessions_app.derive import derive
+from sessions_app.derive import Derived, derive
 from sessions_app.models import Message, Session, SessionEvent, Turn
 from sessions_app.services import (
     session_event_record,
@@ -77,12 +77,13 @@ def turn_run(*, turn_id: str) -> str:
         return "skipped"
     turn = Turn.objects.select_related("session").get(pk=turn_id)
     session = turn.session
-    publisher = _Publisher(turn)
-    publisher.frame("session_start", {"sessionId": str(session.id), "version": _version()})
     host = get_host()
+    publisher = _Publisher(turn, host)
+    publisher.frame("session_start", {"sessionId": str(session.id), "version": _version()})
     started = time.monotonic()
     status, error, tool_calls, results = Turn.Status.COMPLETED, None, 0, 0
     interruptible = False
+    held_result: dict[str, Any] | None = None
     options = {**session_options(session), **{k: v for k, v in turn.options.items() if v is not None}}
     options["permissionPrompts"] = "host"
     try:
@@ -91,15 +92,20 @@ def turn_run(*, turn_id: str) -> str:
         events = host.stream(host.query(str(session.id), turn.prompt, options, budget_usd=options.get("maxBudgetUsd")))
         for event in events:
             kind = getattr(event, "ev", "")
-            if kind == "message":
+            if held_result is not None and kind in ("message", "permission_request", "error"):
+                publisher.sdk_message(held_result)  # not the turn's last message after all
+                held_result = None
+            if kind == "message" and event.data.get("type") == "result":
+                # Stored and published with the turn's end: one transaction and one batch.
+                held_result = event.data
+                results += 1
+                if event.data.get("is_error"):
+                    # The agent ended in error (API error, max turns, budget): the turn failed.
+                    status = Turn.Status.FAILED
+                    error = str(event.data.get("result") or event.data.get("subtype") or "error")[:2000]
+            elif kind == "message":
                 derived = publisher.sdk_message(event.data)
                 tool_calls += derived.tool_calls
-                if event.data.get("type") == "result":
-                    results += 1
-                    if event.data.get("is_error"):
-                        # The agent ended in error (API error, max turns, budget): the turn failed.
-                        status = Turn.Status.FAILED
-                        error = str(event.data.get("result") or event.data.get("subtype") or "error")[:2000]
             elif kind == "permission_request":
                 publisher.frame("permission_request", {
                     "requestId": event.request_id, "toolUseId": event.tool_use_id, "toolName": event.tool_name,
@@ -120,6 +126,8 @@ def turn_run(*, turn_id: str) -> str:
         if interruptible:
             final = Case(When(interrupt_requested=True, then=Value(Turn.Status.INTERRUPTED)), default=Value(status))
         with transaction.atomic():  # one commit for the turn's end
+            frames = publisher.store(held_result) if held_result is not None else []
+            publisher.store_usage()  # the model calls whose usage no message has stored yet
             usage_events_record(
                 tenant_id=session.tenant_id, session_id=str(session.id), agent_name=session.agent_name,
                 values={
@@ -130,7 +138,7 @@ def turn_run(*, turn_id: str) -> str:
             )
             Turn.objects.filter(pk=turn_id).update(status=final, error=error, finished_at=timezone.now())
             Session.objects.filter(pk=session.pk, active_turn_id=turn_id).update(active_turn=None, last_active_at=timezone.now())
-        publisher.frame("done", {"sessionId": str(session.id)})
+        publisher.transport.publish_many(publisher.turn_id, [*frames, ("done", {"sessionId": str(session.id)})])
         close_old_connections()
         if settings.ASH_SNAPSHOT_AFTER_TURN and host.get(str(session.id)) is not None:
             host.snapshot_after_turn(str(session.id), _snapshot_recorder(session.pk), delay=settings.ASH_SNAPSHOT_DELAY,
@@ -173,22 +181,32 @@ def _after_sandbox_failure(session: Session, host: Any, error: str) -> None:
 class _Publisher:
     """Persist, then publish: rows are committed before their frames leave."""
 
-    def __init__(self, turn: Turn) -> None:
+    def __init__(self, turn: Turn, host: Any) -> None:
         self.turn = turn
         self.session = turn.session
         self.turn_id = str(turn.id)
         self.transport = transport()
+        self.host = host
 
     def frame(self, event: str, data: dict[str, Any]) -> None:
         self.transport.publish(self.turn_id, event, data)
 
-    def sdk_message(self, message: dict[str, Any]) -> Any:
+    def sdk_message(self, message: dict[str, Any]) -> Derived:
         derived = derive(message)
+        self.transport.publish_many(self.turn_id, self._store(message, derived))
+        return derived
+
+    def store(self, message: dict[str, Any]) -> list[tuple[str, Any]]:
+        """Persist MESSAGE (in the caller's transaction, if any); its frames, for the caller to publish."""
+        return self._store(message, derive(message))
+
+    def _store(self, message: dict[str, Any], derived: Derived) -> list[tuple[str, Any]]:
         if derived.store_message or derived.events:
             counts = {"message_seq": 1} if derived.store_message else {}
             if derived.events:
                 counts["event_seq"] = len(derived.events)
-            with transaction.atomic():
+            with transaction.atomic(savepoint=False):
+                self.store_usage()
                 first = session_sequences_allocate(session_id=self.session.pk, **counts)
                 if derived.store_message:
                     Message.objects.create(
@@ -203,8 +221,16 @@ class _Publisher:
                         )
                         for i, (etype, data) in enumerate(derived.events)
                     ])
-        self.transport.publish_many(self.turn_id, [*derived.frames, ("message", message)])
-        return derived
+        return [*derived.frames, ("message", message)]
+
+    def store_usage(self) -> None:
+        """UsageEvent rows for the model calls the proxy metered since the last message."""
+        session = self.session
+        from sessions_app.runner.persistence import store_model_call_usage
+
+        for record in self.host.take_usage(str(session.id)):
+            store_model_call_usage(tenant_id=session.tenant_id, session_id=str(session.id),
+                                   agent_name=session.agent_name, record=record)
 
     def error(self, text: str) -> None:
         session_event_record(session=self.session, type=SessionEvent.Type.ERROR, data={"error": text})

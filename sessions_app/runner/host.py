@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -79,6 +80,7 @@ class Hosted:
     turn_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     current_qid: str | None = None
+    pending_usage: collections.deque[UsageRecord] = field(default_factory=collections.deque)  # for the running turn
     snapshot_timer: asyncio.TimerHandle | None = None  # the pending after-turn snapshot
     snapshot_due_by: float = 0.0  # loop time by which a deferred after-turn snapshot must run
 
@@ -257,7 +259,7 @@ class RunnerHost:
         upstream = self._upstream(spec)
         proxy = ModelProxy(
             socket_dir=self.proxy_dir(entry.id), upstream=upstream, sandbox_id=entry.id,
-            on_usage=(lambda record: self.on_usage(spec, record)) if self.on_usage else None,
+            on_usage=functools.partial(self._model_call_usage, spec),
         )
         await proxy.start()
         hosted = Hosted(spec=spec, entry=entry, proxy=proxy, logs=logs)
@@ -267,6 +269,23 @@ class RunnerHost:
         ready = await hosted.runtime.wait_ready(timeout=RUNTIME_READY_TIMEOUT)
         logs.add("system", f"Sandbox {entry.id} ready in {int((time.monotonic() - started) * 1000)}ms "
                            f"(engine {ready.engine}, model {'local demo' if upstream.is_local else 'proxied'})")
+
+    async def _model_call_usage(self, spec: SessionSpec, record: UsageRecord) -> None:
+        """A metered model call. During a turn the turn stores its usage with the next message it
+        persists (one transaction fewer per call); otherwise it is written now."""
+        hosted = self.hosted.get(spec.session_id)
+        if hosted is not None and hosted.current_qid is not None:
+            hosted.pending_usage.append(record)
+        elif self.on_usage is not None:
+            await self.on_usage(spec, record)
+
+    def take_usage(self, session_id: str) -> list[UsageRecord]:
+        """The usage of model calls a running turn must store (from the turn's thread)."""
+        hosted = self.hosted.get(session_id)
+        taken: list[UsageRecord] = []
+        while hosted is not None and hosted.pending_usage:
+            taken.append(hosted.pending_usage.popleft())  # deque pops are atomic across threads
+        return taken
 
     def _upstream(self, spec: SessionSpec) -> Upstream:
         from ash.llm_proxy.upstream import upstream_resolve

@@ -37,19 +37,26 @@ async def in_db_thread(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     return await asyncio.to_thread(_in_thread, fn, *args, **kwargs)
 
 
-async def record_proxy_usage(spec: SessionSpec, record: UsageRecord) -> None:
-    """One metered model call → UsageEvent rows (synchronously committed before we return)."""
-    await in_db_thread(
-        usage_record_model_call,
-        tenant_id=spec.tenant_id,
-        session_id=spec.session_id,
-        agent_name=spec.agent_name,
+def store_model_call_usage(*, tenant_id: str, session_id: str, agent_name: str, record: UsageRecord) -> None:
+    """One metered model call → UsageEvent rows (in the caller's transaction, if any)."""
+    usage_record_model_call(
+        tenant_id=tenant_id,
+        session_id=session_id,
+        agent_name=agent_name,
         model=record.model,
         input_tokens=record.input_tokens,
         output_tokens=record.output_tokens,
         cache_creation_tokens=record.cache_creation_tokens,
         cache_read_tokens=record.cache_read_tokens,
         cost_usd=record.cost_usd,
+    )
+
+
+async def record_proxy_usage(spec: SessionSpec, record: UsageRecord) -> None:
+    """A model call outside a turn: its usage is committed before we return."""
+    await in_db_thread(
+        store_model_call_usage, tenant_id=spec.tenant_id, session_id=spec.session_id, agent_name=spec.agent_name,
+        record=record,
     )
 
 
