@@ -119,6 +119,9 @@ def turn_run(*, turn_id: str) -> str:
         interruptible = True  # an interrupt requested meanwhile makes the finished turn "interrupted"
     except Exception as exc:  # noqa: BLE001 - any failure ends the turn with an error, never a hang
         status, error = Turn.Status.FAILED, _describe(exc)
+        if held_result is not None:  # keep the frames in order: the result came first
+            publisher.sdk_message(held_result)
+            held_result = None
         publisher.error(error)
         _after_sandbox_failure(session, host, error)
     finally:
@@ -225,9 +228,9 @@ class _Publisher:
 
     def store_usage(self) -> None:
         """UsageEvent rows for the model calls the proxy metered since the last message."""
-        session = self.session
         from sessions_app.runner.persistence import store_model_call_usage
 
+        session = self.session
         for record in self.host.take_usage(str(session.id)):
             store_model_call_usage(tenant_id=session.tenant_id, session_id=str(session.id),
                                    agent_name=session.agent_name, record=record)
