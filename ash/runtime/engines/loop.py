@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 from ash.runtime import messages as sdk
 from ash.runtime.accounting import Totals
 from ash.runtime.engines import EngineIO, PermissionAsk
@@ -186,6 +184,8 @@ class QueryRun:
     async def _run_one(self, thread: Thread, use: dict[str, Any]) -> tuple[ToolOutput, Any]:
         name, tool_input = use["name"], use.get("input") or {}
         if name == STRUCTURED_OUTPUT and self.opts.output_format is not None:
+            import jsonschema  # on first use: 40 ms of every sandbox's start otherwise
+
             try:
                 jsonschema.validate(tool_input, self.opts.output_format["schema"])
             except jsonschema.ValidationError as exc:
