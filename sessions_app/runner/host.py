@@ -313,6 +313,12 @@ class RunnerHost:
             hosted.runtime = None
         with contextlib.suppress(Exception):
             await hosted.proxy.stop()
+        # Usage a turn did not get to store (it failed while its query ran on): written now.
+        while hosted.pending_usage and self.on_usage is not None:
+            try:
+                await self.on_usage(hosted.spec, hosted.pending_usage.popleft())
+            except Exception:  # noqa: BLE001 - releasing the sandbox must go on
+                log.exception("usage of session %s could not be stored", hosted.spec.session_id)
 
     async def _release(self, session_id: str, *, destroy: bool, keep_workspace: bool, entry: PoolEntry | None = None) -> None:
         hosted = self.hosted.pop(session_id, None)
