@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
+from ash import sql
 from ash.core.models import ApiKey
 from ash.errors import Unauthorized
 from ash.secrets import write_private_file
@@ -80,7 +81,7 @@ def tenant_from_authorization(header: str | None) -> Tenant:
         raise Unauthorized("Invalid Authorization header format")
     if settings.ASH_API_KEY and hmac.compare_digest(key.encode(), settings.ASH_API_KEY.encode()):
         return Tenant(tenant_id="default", api_key_id="env")
-    row = ApiKey.objects.filter(key_hash=hash_api_key(key), revoked_at__isnull=True).only("id", "tenant_id", "last_used_at").first()
+    row = sql.select_one(ApiKey, where={"key_hash": hash_api_key(key), "revoked_at": None}, fields=("id", "tenant_id", "last_used_at"))
     if row is None:
         raise Unauthorized("Invalid API key")
     now = timezone.now()

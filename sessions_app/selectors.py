@@ -6,6 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
+from ash import sql
 from ash.errors import NotFound
 from sessions_app.models import Attachment, Message, Session, SessionEvent
 
@@ -20,7 +21,7 @@ def session_list(*, tenant_id: str, agent_name: str | None = None, status: str |
 
 
 def session_get(*, tenant_id: str, session_id: uuid.UUID) -> Session:
-    session = Session.objects.filter(tenant_id=tenant_id, pk=session_id).first()
+    session = sql.select_one(Session, where={"tenant_id": tenant_id, "id": session_id})  # on every session call
     if session is None:
         raise NotFound("Session not found")
     return session

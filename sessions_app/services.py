@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 
 from agents_app.models import Agent
+from ash import sql
 from sessions_app.models import Attachment, Message, Session, SessionEvent
 
 log = logging.getLogger("ash.sessions")
@@ -54,27 +55,21 @@ def session_sequence_allocate(*, session_id: Any, counter: str, count: int = 1) 
 
 
 def session_event_record(*, session: Session, type: str, data: dict[str, Any] | None) -> SessionEvent:
-    with transaction.atomic():
-        seq = session_sequence_allocate(session_id=session.pk, counter="event_seq")
-        return SessionEvent.objects.create(
-            session_id=session.pk,
-            tenant_id=session.tenant_id,
-            type=type,
-            data=None if data is None else json.dumps(data, separators=(",", ":")),
-            sequence=seq,
-        )
+    event = SessionEvent(session_id=session.pk, tenant_id=session.tenant_id, type=type,
+                         data=None if data is None else json.dumps(data, separators=(",", ":")))
+    with transaction.atomic(savepoint=False):  # a caller's transaction: part of it, no savepoint
+        event.sequence = session_sequence_allocate(session_id=session.pk, counter="event_seq")
+        sql.insert([event])
+    return event
 
 
 def session_message_record(*, session: Session, role: str, content: dict[str, Any]) -> Message:
-    with transaction.atomic():
-        seq = session_sequence_allocate(session_id=session.pk, counter="message_seq")
-        return Message.objects.create(
-            session_id=session.pk,
-            tenant_id=session.tenant_id,
-            role=role,
-            content=json.dumps(content, separators=(",", ":")),
-            sequence=seq,
-        )
+    message = Message(session_id=session.pk, tenant_id=session.tenant_id, role=role,
+                      content=json.dumps(content, separators=(",", ":")))
+    with transaction.atomic(savepoint=False):  # a caller's transaction: part of it, no savepoint
+        message.sequence = session_sequence_allocate(session_id=session.pk, counter="message_seq")
+        sql.insert([message])
+    return message
 
 
 def attachment_files_delete(*, sessions: Any) -> None:

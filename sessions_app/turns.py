@@ -14,10 +14,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Case, Value, When
 from django.utils import timezone
 
-from ash import dispatch
+from ash import dispatch, sql
 from ash.errors import BadRequest, Conflict, ServiceUnavailable
 from ash.events import transport
 from sessions_app.derive import Derived, derive
@@ -42,12 +41,12 @@ def turn_start(*, session: Session, prompt: Any, options: dict[str, Any], source
     if session.status != Session.Status.ACTIVE:
         raise BadRequest(f"Session is {session.status}")
     runner_id = session_runner_id(session)
+    turn = Turn(tenant_id=session.tenant_id, session=session, prompt=prompt, options=options, source=source)
     with transaction.atomic():
-        turn = Turn.objects.create(
-            tenant_id=session.tenant_id, session=session, prompt=prompt, options=options, source=source
-        )
-        claimed = Session.objects.filter(pk=session.pk, status=Session.Status.ACTIVE, active_turn__isnull=True).update(
-            active_turn=turn, last_turn=turn, last_active_at=timezone.now()
+        sql.insert([turn])
+        claimed = sql.update(
+            Session, where={"id": session.pk, "status": Session.Status.ACTIVE, "active_turn": None},
+            values={"active_turn": turn.pk, "last_turn": turn.pk, "last_active_at": timezone.now()},
         )
         if not claimed:
             current = Session.objects.filter(pk=session.pk).values_list("status", "active_turn_id").first()
@@ -70,13 +69,12 @@ def turn_run(*, turn_id: str) -> str:
     """Runner side: run a dispatched turn to completion. Idempotent: only a pending turn runs."""
     from sessions_app.runner import get_host
 
-    claimed = Turn.objects.filter(pk=turn_id, status=Turn.Status.PENDING).update(
-        status=Turn.Status.RUNNING, started_at=timezone.now()
-    )
+    claimed = sql.update(Turn, where={"id": turn_id, "status": Turn.Status.PENDING},
+                         values={"status": Turn.Status.RUNNING, "started_at": timezone.now()})
     if not claimed:
         return "skipped"
-    turn = Turn.objects.select_related("session").get(pk=turn_id)
-    session = turn.session
+    turn = sql.select_one(Turn, where={"id": turn_id})
+    session = turn.session = sql.select_one(Session, where={"id": turn.session_id})
     host = get_host()
     publisher = _Publisher(turn, host)
     publisher.frame("session_start", {"sessionId": str(session.id), "version": _version()})
@@ -125,9 +123,7 @@ def turn_run(*, turn_id: str) -> str:
         publisher.error(error)
         _after_sandbox_failure(session, host, error)
     finally:
-        final: Any = status
-        if interruptible:
-            final = Case(When(interrupt_requested=True, then=Value(Turn.Status.INTERRUPTED)), default=Value(status))
+        final: Any = sql.IfTrue("interrupt_requested", Turn.Status.INTERRUPTED, status) if interruptible else status
         with transaction.atomic():  # one commit for the turn's end
             frames = publisher.store(held_result) if held_result is not None else []
             publisher.store_usage()  # the model calls whose usage no message has stored yet
@@ -139,8 +135,9 @@ def turn_run(*, turn_id: str) -> str:
                     UsageEvent.Type.COMPUTE_SECONDS: round(time.monotonic() - started, 3),
                 },
             )
-            Turn.objects.filter(pk=turn_id).update(status=final, error=error, finished_at=timezone.now())
-            Session.objects.filter(pk=session.pk, active_turn_id=turn_id).update(active_turn=None, last_active_at=timezone.now())
+            now = timezone.now()
+            sql.update(Turn, where={"id": turn_id}, values={"status": final, "error": error, "finished_at": now})
+            sql.update(Session, where={"id": session.pk, "active_turn": turn_id}, values={"active_turn": None, "last_active_at": now})
         publisher.transport.publish_many(publisher.turn_id, [*frames, ("done", {"sessionId": str(session.id)})])
         close_old_connections()
         if settings.ASH_SNAPSHOT_AFTER_TURN and host.get(str(session.id)) is not None:
@@ -212,12 +209,12 @@ class _Publisher:
                 self.store_usage()
                 first = session_sequences_allocate(session_id=self.session.pk, **counts)
                 if derived.store_message:
-                    Message.objects.create(
+                    sql.insert([Message(
                         session_id=self.session.pk, tenant_id=self.session.tenant_id, role=Message.Role.ASSISTANT,
                         content=json.dumps(message, separators=(",", ":")), sequence=first["message_seq"],
-                    )
+                    )])
                 if derived.events:
-                    SessionEvent.objects.bulk_create([
+                    sql.insert([
                         SessionEvent(
                             session_id=self.session.pk, tenant_id=self.session.tenant_id, type=etype,
                             data=json.dumps(data, separators=(",", ":")), sequence=first["event_seq"] + i,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from ash import sql
 from usage_app.models import UsageEvent
 
 
@@ -15,7 +16,7 @@ def usage_events_record(*, tenant_id: str, session_id: str, agent_name: str, mod
         if value
     ]
     with transaction.atomic(savepoint=False):  # inside a caller's transaction: part of it, no savepoint
-        UsageEvent.objects.bulk_create(rows)
+        sql.insert(rows)
     return len(rows)
 
 

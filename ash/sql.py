@@ -1,0 +1,140 @@
+"""Statements for the turn's hot path without the ORM's query compiler.
+
+The ORM compiles every query anew, and on the turn path compiling is most of a query's cost: a
+session read by primary key takes ~1 ms compiled against ~0.08 ms executed on the 2-core bench
+machine. These helpers build their SQL from the models' metadata once per shape and database
+vendor, take every value through the field's own `get_db_prep_*` and every column read through
+the backend's and the field's converters, and run on Django's connection (same transaction, same
+execute wrappers). The rows written and the instances read are the ones the ORM would produce.
+
+Only plain shapes are supported: equality (or IS NULL) conditions joined with AND, SET to values,
+multi-row INSERT. Anything richer stays in the ORM.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.db import connections, router
+from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
+_Converter = Any
+
+
+def _conn(model: type[Model], write: bool) -> Any:
+    alias = router.db_for_write(model) if write else router.db_for_read(model)
+    return connections[alias]
+
+
+def _fields(model: type[Model], names: Sequence[str]) -> tuple[Field, ...]:
+    return tuple(model._meta.get_field(name) for name in names)
+
+
+def _where(conn: Any, fields: tuple[Field, ...], values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`a = %s AND b IS NULL …` and its parameters (a None value is IS NULL)."""
+    quote, parts, params = conn.ops.quote_name, [], []
+    for field, value in zip(fields, values, strict=True):
+        if value is None:
+            parts.append(f"{quote(field.column)} IS NULL")
+        else:
+            parts.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_value(value, conn, prepared=False))
+    return " AND ".join(parts) or "1 = 1", params
+
+
+@functools.cache
+def _readers(model: type[Model], names: tuple[str, ...], alias: str) -> tuple[str, tuple[str, ...], tuple[tuple[Any, tuple[_Converter, ...]], ...]]:
+    """Column list, attnames and each column's (expression, converters) for reading NAMES."""
+    conn = connections[alias]
+    fields = _fields(model, names) if names else tuple(model._meta.concrete_fields)
+    table = conn.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(f"{table}.{conn.ops.quote_name(f.column)}" for f in fields)
+    readers = []
+    for field in fields:
+        col = field.get_col(model._meta.db_table)
+        readers.append((col, tuple(conn.ops.get_db_converters(col)) + tuple(field.get_db_converters(conn))))
+    return columns, tuple(f.attname for f in fields), tuple(readers)
+
+
+def select_one(model: type[M], *, where: dict[str, Any], fields: Sequence[str] = ()) -> M | None:
+    """The first row of MODEL matching WHERE (equality / IS NULL), as an instance with FIELDS
+    loaded (all concrete fields by default; the others are deferred)."""
+    conn = _conn(model, write=False)
+    columns, attnames, readers = _readers(model, tuple(fields), conn.alias)
+    clause, params = _where(conn, _fields(model, list(where)), list(where.values()))
+    sql = f"SELECT {columns} FROM {conn.ops.quote_name(model._meta.db_table)} WHERE {clause} LIMIT 1"
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for value, (col, converters) in zip(row, readers, strict=True):
+        for convert in converters:
+            value = convert(value, col, conn)
+        values.append(value)
+    return model.from_db(conn.alias, list(attnames), values)
+
+
+@dataclass(frozen=True)
+class IfTrue:
+    """An `update` value decided in the statement: IF_TRUE where the boolean column FLAG is
+    true, else OTHERWISE (`CASE WHEN flag THEN … ELSE … END`)."""
+
+    flag: str
+    if_true: Any
+    otherwise: Any
+
+
+def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> int:
+    """UPDATE MODEL SET VALUES WHERE WHERE; the number of rows changed."""
+    conn = _conn(model, write=True)
+    quote = conn.ops.quote_name
+    sets, params = [], []
+    for field, value in zip(_fields(model, list(values)), values.values(), strict=True):
+        if isinstance(value, IfTrue):
+            flag = quote(model._meta.get_field(value.flag).column)
+            sets.append(f"{quote(field.column)} = CASE WHEN {flag} THEN %s ELSE %s END")
+            params += [field.get_db_prep_save(value.if_true, conn), field.get_db_prep_save(value.otherwise, conn)]
+        else:
+            sets.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, conn))
+    clause, where_params = _where(conn, _fields(model, list(where)), list(where.values()))
+    with conn.cursor() as cursor:
+        cursor.execute(f"UPDATE {quote(model._meta.db_table)} SET {', '.join(sets)} WHERE {clause}", params + where_params)
+        return cursor.rowcount
+
+
+@functools.cache
+def _insert_sql(model: type[Model], rows: int, alias: str) -> tuple[str, tuple[Field, ...]]:
+    conn = connections[alias]
+    fields = tuple(f for f in model._meta.concrete_fields if not f.generated and not (f.primary_key and f.db_returning))
+    quote = conn.ops.quote_name
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES {', '.join([one] * rows)}")
+    return sql, fields
+
+
+def insert(objs: Sequence[Model]) -> None:
+    """INSERT OBJS (instances of one model, primary keys set by their defaults) in one statement,
+    with the fields' pre_save (auto_now_add) and database preparation, as `bulk_create` does."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if any(type(obj) is not model for obj in objs):
+        raise TypeError("insert() takes instances of one model")
+    conn = _conn(model, write=True)
+    sql, fields = _insert_sql(model, len(objs), conn.alias)
+    params = []
+    for obj in objs:
+        for field in fields:
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), conn))
+        obj._state.adding = False
+        obj._state.db = conn.alias
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)

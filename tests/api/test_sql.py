@@ -1,0 +1,93 @@
+"""ash.sql: the hot path's statements read and write exactly what the ORM does (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from agents_app.models import Agent
+from ash import sql
+from sessions_app.models import Message, Session, Turn
+from usage_app.models import UsageEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _session(**extra) -> Session:
+    agent = Agent.objects.create(tenant_id="t1", name="sql-agent", path="/nonexistent")
+    return Session.objects.create(tenant_id="t1", agent=agent, agent_name="sql-agent", status="active",
+                                  config={"extraEnv": {"A": "1"}, "nested": [1, {"b": None}]}, **extra)
+
+
+def _values(obj, names):
+    return {name: getattr(obj, name) for name in names}
+
+
+def test_select_one_gives_the_orm_instance_field_for_field() -> None:
+    session = _session()
+    turn = Turn.objects.create(tenant_id="t1", session=session, prompt=[{"type": "text", "text": "hi"}],
+                               options={"maxTurns": 3}, interrupt_requested=True)
+    Session.objects.filter(pk=session.pk).update(active_turn=turn, last_active_at=timezone.now())
+    for model, pk in ((Session, session.pk), (Turn, turn.pk)):
+        fast = sql.select_one(model, where={"id": pk})
+        orm = model.objects.get(pk=pk)
+        names = [f.attname for f in model._meta.concrete_fields]
+        assert _values(fast, names) == _values(orm, names)
+        assert isinstance(fast.pk, uuid.UUID) and fast._state.adding is False
+    fast_turn = sql.select_one(Turn, where={"id": turn.pk})
+    assert fast_turn.interrupt_requested is True and isinstance(fast_turn.created_at, dt.datetime)
+    assert fast_turn.created_at.tzinfo is not None
+
+
+def test_select_one_filters_on_every_condition_and_none_is_is_null() -> None:
+    session = _session()
+    assert sql.select_one(Session, where={"tenant_id": "t1", "id": session.pk}) is not None
+    assert sql.select_one(Session, where={"tenant_id": "other", "id": session.pk}) is None  # another tenant
+    assert sql.select_one(Session, where={"id": uuid.uuid4()}) is None
+    assert sql.select_one(Session, where={"id": session.pk, "active_turn": None}) is not None
+    # Only the fields asked for are loaded; the rest is deferred and loads on access.
+    partial = sql.select_one(Session, where={"id": session.pk}, fields=("id", "status"))
+    assert partial.get_deferred_fields() >= {"config", "tenant_id"}
+    assert partial.config == session.config
+
+
+def test_update_counts_rows_and_if_true_decides_in_the_statement() -> None:
+    session = _session()
+    flagged = Turn.objects.create(tenant_id="t1", session=session, prompt="a", interrupt_requested=True)
+    plain = Turn.objects.create(tenant_id="t1", session=session, prompt="b")
+    now = timezone.now()
+    for turn in (flagged, plain):
+        changed = sql.update(Turn, where={"id": turn.pk}, values={
+            "status": sql.IfTrue("interrupt_requested", Turn.Status.INTERRUPTED, Turn.Status.COMPLETED),
+            "error": None, "finished_at": now})
+        assert changed == 1
+    assert Turn.objects.get(pk=flagged.pk).status == Turn.Status.INTERRUPTED
+    assert Turn.objects.get(pk=plain.pk).status == Turn.Status.COMPLETED
+    assert Turn.objects.get(pk=plain.pk).finished_at == now
+    # A condition that does not hold changes nothing (the claim in turn_start relies on it).
+    assert sql.update(Session, where={"id": session.pk, "active_turn": flagged.pk}, values={"active_turn": None}) == 0
+    assert sql.update(Session, where={"id": session.pk, "active_turn": None}, values={"active_turn": flagged.pk}) == 1
+    assert Session.objects.get(pk=session.pk).active_turn_id == flagged.pk
+
+
+def test_insert_writes_what_bulk_create_would_in_one_statement() -> None:
+    session = _session()
+    before = timezone.now()
+    messages = [Message(session_id=session.pk, tenant_id="t1", role="assistant", content=f'{{"i":{i}}}', sequence=i)
+                for i in range(1, 4)]
+    with transaction.atomic():
+        sql.insert(messages)
+    stored = list(Message.objects.filter(session=session).order_by("sequence"))
+    assert [(m.pk, m.content, m.sequence, m.role) for m in stored] == [
+        (m.pk, m.content, m.sequence, m.role) for m in messages]
+    assert all(m.created_at >= before for m in stored)  # auto_now_add, as the ORM sets it
+    assert all(not m._state.adding for m in messages)
+    sql.insert([UsageEvent(tenant_id="t1", session_id=session.pk, agent_name="a", event_type="cost_usd", value=0.25)])
+    assert UsageEvent.objects.get(session_id=session.pk).value == 0.25
+    sql.insert([])  # nothing to do
+    with pytest.raises(TypeError):
+        sql.insert([messages[0], UsageEvent()])
