@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -20,44 +19,61 @@ from ash.runtime.options import OptionsError, QueryOptions
 log = logging.getLogger("ash.runtime")
 
 
-class FrameReader:
-    """Newline-delimited frames from a file descriptor, read in a thread; oversize lines are
-    skipped (and reported) instead of buffered without bound."""
+class FrameReader(asyncio.Protocol):
+    """Newline-delimited frames from the bridge's input pipe, read on the event loop; oversize
+    lines are skipped (and reported) instead of buffered without bound."""
 
-    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop,
-                 limit: int = p.MAX_FRAME_BYTES) -> None:
+    def __init__(self, limit: int = p.MAX_FRAME_BYTES) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._fd, self._loop, self._limit = fd, loop, limit
-        threading.Thread(target=self._pump, name="bridge-stdin", daemon=True).start()
+        self._limit = limit
+        self._buf = bytearray()
+        self._skipping = False
+        self._ended = False
 
-    def _put(self, item: bytes | None) -> None:
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+    @classmethod
+    async def open(cls, fd: int) -> FrameReader:
+        reader = cls()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: reader, os.fdopen(fd, "rb", buffering=0))
+        return reader
 
-    def _pump(self) -> None:
-        buf, skipping = bytearray(), False
-        while True:
-            try:
-                chunk = os.read(self._fd, 1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self._put(None)
-                return
-            buf += chunk
-            while (nl := buf.find(b"\n")) >= 0:
-                line = bytes(buf[:nl])
-                del buf[: nl + 1]
-                if skipping:
-                    skipping = False  # the rest of an oversize frame
-                elif len(line) > self._limit:
-                    self._put(b"\0oversize")
-                else:
-                    self._put(line)
-            if len(buf) > self._limit:
-                if not skipping:
-                    self._put(b"\0oversize")
-                buf.clear()
-                skipping = True
+    def data_received(self, chunk: bytes) -> None:
+        buf = self._buf
+        buf += chunk
+        while (nl := buf.find(b"\n")) >= 0:
+            line = bytes(buf[:nl])
+            del buf[: nl + 1]
+            if self._skipping:
+                self._skipping = False  # the rest of an oversize frame
+            elif len(line) > self._limit:
+                self.queue.put_nowait(b"\0oversize")
+            else:
+                self.queue.put_nowait(line)
+        if len(buf) > self._limit:
+            if not self._skipping:
+                self.queue.put_nowait(b"\0oversize")
+            buf.clear()
+            self._skipping = True
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.queue.put_nowait(None)
+
+
+async def open_frame_writer(fd: int) -> asyncio.StreamWriter:
+    """The bridge's output pipe as a stream: a frame is written on the loop (the pipe takes it at
+    once unless the host has fallen behind; then `drain` waits), not through a thread per frame."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop), os.fdopen(fd, "wb", buffering=0))
+    return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
 class BridgeIO:
@@ -89,8 +105,8 @@ class BridgeIO:
 
 
 class RuntimeServer:
-    def __init__(self, config: RuntimeConfig, engine: Engine, out_fd: int) -> None:
-        self.config, self.engine, self.out_fd = config, engine, out_fd
+    def __init__(self, config: RuntimeConfig, engine: Engine, out: asyncio.StreamWriter) -> None:
+        self.config, self.engine, self.out = config, engine, out
         self._engines: dict[str, Engine] = {engine.name: engine}
         self._write_lock = asyncio.Lock()
         self._query: asyncio.Task[None] | None = None
@@ -107,7 +123,8 @@ class RuntimeServer:
 
     async def _write(self, data: bytes) -> None:
         async with self._write_lock:
-            await asyncio.to_thread(_write_all, self.out_fd, data)
+            self.out.write(data)
+            await self.out.drain()
 
     async def serve(self, reader: FrameReader) -> int:
         await self.send(p.ReadyEv(self.engine.name, self.engine.session_id))
@@ -197,13 +214,6 @@ class RuntimeServer:
             await engine.close()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
 def _claim_stdio() -> tuple[int, int]:
     """Move the protocol onto private fds; fds 0/1 become /dev/null and stderr, so tool
     subprocesses and stray prints can never read or corrupt bridge frames."""
@@ -230,9 +240,8 @@ async def amain(config: RuntimeConfig | None = None) -> int:
     config = config or RuntimeConfig.from_env()
     in_fd, out_fd = _claim_stdio()
     engine = make_engine(config)
-    server = RuntimeServer(config, engine, out_fd)
-    reader = FrameReader(in_fd, asyncio.get_running_loop())
-    return await server.serve(reader)
+    server = RuntimeServer(config, engine, await open_frame_writer(out_fd))
+    return await server.serve(await FrameReader.open(in_fd))
 
 
 def main() -> int:
