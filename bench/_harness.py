@@ -297,6 +297,9 @@ class Stack:
         return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.key}"},
                             timeout=httpx.Timeout(120, read=120), **kw)
 
+    def raw_client(self) -> RawTurnClient:
+        return RawTurnClient(self.base_url, self.key)
+
     def async_client(self, **kw: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, headers={"Authorization": f"Bearer {self.key}"},
                                  timeout=httpx.Timeout(300, read=300), **kw)
@@ -441,6 +444,83 @@ def turn(client: httpx.Client, session_id: str, content: str = "hi") -> TurnTimi
     if not timing.done:
         timing.errors.append("stream ended without done")
     return timing
+
+
+class RawTurnClient:
+    """A minimal keep-alive HTTP/1.1 client for streamed turns, on a plain socket.
+
+    httpx costs ~2-3 ms per request on the bench machine (request building, its transport and
+    response parsing), which would be counted as Ash's overhead; this client costs ~0.1 ms, so
+    the measured time is the server's (the POST is written in one send, chunked SSE parsed by
+    hand). `turn()` with httpx stays for the lifecycle benchmarks and as a cross-check.
+    """
+
+    def __init__(self, base_url: str, key: str) -> None:
+        host, _, port = base_url.removeprefix("http://").rstrip("/").partition(":")
+        self.address = (host, int(port or 80))
+        self.auth = f"Bearer {key}".encode()
+        self.sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket:
+        if self.sock is None:
+            self.sock = socket.create_connection(self.address, timeout=120)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self.sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> RawTurnClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def turn(self, session_id: str, content: str = "hi") -> TurnTiming:
+        body = json.dumps({"content": content}).encode()
+        request = (f"POST /api/sessions/{session_id}/messages HTTP/1.1\r\nHost: {self.address[0]}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n").encode()
+        request += b"Authorization: " + self.auth + b"\r\n\r\n" + body
+        sock = self._connect()
+        timing = TurnTiming(sent=time.perf_counter())
+        sock.sendall(request)
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            raw += self._recv(sock)
+        head, raw = raw.split(b"\r\n\r\n", 1)
+        timing.headers = time.perf_counter()
+        timing.status = int(head.split(b" ", 2)[1])
+        lowered = head.lower()
+        if timing.status != 200 or b"transfer-encoding: chunked" not in lowered:
+            self.close()  # not the streamed answer: read what came, drop the connection
+            timing.errors.append(raw.decode(errors="replace")[:300] or f"HTTP {timing.status}")
+            return timing
+        events = b""
+        while True:  # chunked framing: size line, data, CRLF; a zero size ends the body
+            while b"\r\n" not in raw:
+                raw += self._recv(sock)
+            size_line, raw = raw.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(raw) < size + 2:
+                raw += self._recv(sock)
+            chunk, raw = raw[:size], raw[size + 2:]
+            if size == 0:
+                break
+            events = _parse_blocks(events + chunk, timing, time.perf_counter())
+        if raw:
+            self.close()  # bytes after the end of the response: do not reuse
+        if not timing.done:
+            timing.errors.append("stream ended without done")
+        return timing
+
+    def _recv(self, sock: socket.socket) -> bytes:
+        data = sock.recv(65536)
+        if not data:
+            self.close()
+            raise ConnectionError("the server closed the connection")
+        return data
 
 
 async def aturn(client: httpx.AsyncClient, session_id: str, content: str = "hi") -> TurnTiming:

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,12 @@ from _harness import (  # noqa: E402
 PG_STATS_SETTLE_S = 11  # PostgreSQL 15 backends flush their statistics within 10 s of going idle
 
 
-def measure(stack: Stack, fake: TimedFake, client: Any, sessions: list[str], turns: int) -> list[dict[str, Any]]:
+def measure(stack: Stack, fake: TimedFake, do_turn: Callable[[str, str], TurnTiming], sessions: list[str],
+            turns: int) -> list[dict[str, Any]]:
     """TURNS sequential turns, round-robin over SESSIONS; one row of stage timings per turn."""
     rows = []
     for i in range(turns):
-        t: TurnTiming = turn(client, sessions[i % len(sessions)], f"benchmark turn {i}")
+        t = do_turn(sessions[i % len(sessions)], f"benchmark turn {i}")
         if t.errors or not t.done:
             rows.append({"error": t.errors or ["no done"], "status": t.status})
             continue
@@ -126,14 +128,17 @@ def report(title: str, rows: list[dict[str, Any]], extra: list[str]) -> str:
 
 def run_mode(mode: str, args: argparse.Namespace) -> str:
     fake = TimedFake().start()
-    out = [f"## bench_turns: {mode} ({machine_conditions()} at start)", ""]
+    out = [f"## bench_turns: {mode}, {args.client} client ({machine_conditions()} at start)", ""]
     try:
-        with Stack(mode, fake, redis_db=args.redis_db, keep=args.keep, extra_env=dict(args.env)) as stack, stack.client() as client:
+        with Stack(mode, fake, redis_db=args.redis_db, keep=args.keep, extra_env=dict(args.env)) as stack, \
+                stack.client() as client, stack.raw_client() as raw:
+            do_turn: Callable[[str, str], TurnTiming] = raw.turn if args.client == "raw" else (
+                lambda session_id, text: turn(client, session_id, text))
             deploy_agent(client)
             sid, _ = create_session(client)
-            first = turn(client, sid, "first turn")
+            first = do_turn(sid, "first turn")
             for i in range(args.warmup):
-                turn(client, sid, f"warm-up {i}")
+                do_turn(sid, f"warm-up {i}")
             if mode == "distributed":
                 time.sleep(PG_STATS_SETTLE_S)
             pg_before = stack.pg_stats() if mode == "distributed" else {}
@@ -141,7 +146,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> str:
             cpu_before = cpu_seconds(pids)
             profilers = start_profilers(stack, args.profile) if args.profile else []
             wall = time.perf_counter()
-            rows = measure(stack, fake, client, [sid], args.turns)
+            rows = measure(stack, fake, do_turn, [sid], args.turns)
             wall = time.perf_counter() - wall
             stop_profilers(profilers)
             cpu = cpu_delta(cpu_before, cpu_seconds(stack.tree_pids()))
@@ -158,8 +163,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> str:
             if args.sessions > 1:
                 sids = [create_session(client)[0] for _ in range(args.sessions)]
                 for s in sids:
-                    turn(client, s, "warm-up")
-                rows = measure(stack, fake, client, sids, args.turns)
+                    do_turn(s, "warm-up")
+                rows = measure(stack, fake, do_turn, sids, args.turns)
                 out.append(report(f"{args.turns} sequential turns round-robin across {args.sessions} sessions ({mode})",
                                   rows, []))
             if args.json:
@@ -176,6 +181,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--sessions", type=int, default=10, help="sessions of the round-robin variant (1 = skip)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                        help="raw: a plain-socket HTTP/1.1 client (~0.1 ms of its own per turn); httpx: ~2-3 ms")
     parser.add_argument("--redis-db", type=int, default=14, help="an empty Redis db (flushed afterwards)")
     parser.add_argument("--json", default="", help="write the last variant's per-turn rows here")
     parser.add_argument("--profile", default="", help="py-spy the measured single-session phase into this dir")
