@@ -24,6 +24,7 @@ TERMINAL_EVENTS = frozenset({"done"})
 MAX_FRAMES_PER_TURN = 20_000
 TURN_LOG_TTL_SECONDS = 3600  # Redis: re-attach and replay a finished turn for an hour
 MEMORY_TURN_LOG_TTL_SECONDS = 900  # in-process: bounded memory on long-running embedded servers
+MEMORY_EXPIRY_SWEEP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class MemoryTransport:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._turns: dict[str, _MemoryTurnLog] = {}
+        self._next_expiry = 0.0
 
     def publish(self, turn_id: str, event: str, data: Any) -> Frame:
         return self.publish_many(turn_id, [(event, data)])[-1]
@@ -81,12 +83,18 @@ class MemoryTransport:
         return out
 
     def _expire_locked(self) -> None:
-        cutoff = time.monotonic() - MEMORY_TURN_LOG_TTL_SECONDS
+        """Drop logs finished over the TTL ago; a sweep over all turns, so at most every few seconds."""
+        now = time.monotonic()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + MEMORY_EXPIRY_SWEEP_SECONDS
+        cutoff = now - MEMORY_TURN_LOG_TTL_SECONDS
         for turn_id in [t for t, log in self._turns.items() if log.finished_at and log.finished_at < cutoff]:
             del self._turns[turn_id]
 
-    async def subscribe(self, turn_id: str, *, after: int = 0, wait: float = 15.0) -> AsyncIterator[Frame | None]:
-        """Frames after AFTER; yields None when WAIT seconds pass with nothing new (keepalive)."""
+    async def subscribe(self, turn_id: str, *, after: int = 0, wait: float = 15.0) -> AsyncIterator[list[Frame]]:
+        """Frames after AFTER, in batches of what was published meanwhile (so a relay writes them
+        at once), up to the terminal frame; an empty batch when WAIT seconds pass with nothing new."""
         loop = asyncio.get_running_loop()
         ev = asyncio.Event()
         with self._lock:
@@ -96,18 +104,17 @@ class MemoryTransport:
             while True:
                 ev.clear()
                 with self._lock:
-                    pending = [f for f in log.frames[after:]]
-                for frame in pending:
-                    after = frame.seq
-                    yield frame
-                    if frame.terminal:
+                    batch = _through_terminal(log.frames[after:])
+                if batch:
+                    after = batch[-1].seq
+                    yield batch
+                    if batch[-1].terminal:
                         return
-                if pending:
                     continue
                 try:
                     await asyncio.wait_for(ev.wait(), timeout=wait)
                 except TimeoutError:
-                    yield None
+                    yield []
         finally:
             with self._lock:
                 log.waiters.discard((loop, ev))
@@ -172,7 +179,8 @@ class RedisTransport:
             self._async_clients[id(loop)] = client
         return client
 
-    async def subscribe(self, turn_id: str, *, after: int = 0, wait: float = 15.0) -> AsyncIterator[Frame | None]:
+    async def subscribe(self, turn_id: str, *, after: int = 0, wait: float = 15.0) -> AsyncIterator[list[Frame]]:
+        """As MemoryTransport.subscribe: batches (one XREAD's worth), [] on a quiet WAIT."""
         client = self._client()
         key = self._key(turn_id)
         last_id = "0-0"
@@ -183,22 +191,29 @@ class RedisTransport:
                 # A dropped connection is not the end of the turn: read on from the last entry.
                 log.warning("event stream read for turn %s failed; retrying", turn_id, exc_info=True)
                 await asyncio.sleep(0.5)
-                yield None
+                yield []
                 continue
             if not result:
-                yield None
+                yield []
                 continue
-            for entry_id, fields in result[0][1]:
-                last_id = entry_id
-                frame = Frame.from_json(fields[b"f"])
-                if frame.seq <= after:
-                    continue
-                yield frame
-                if frame.terminal:
+            entries = result[0][1]
+            last_id = entries[-1][0]
+            batch = _through_terminal([f for f in (Frame.from_json(fields[b"f"]) for _, fields in entries) if f.seq > after])
+            if batch:
+                yield batch
+                if batch[-1].terminal:
                     return
 
     def frames(self, turn_id: str) -> list[Frame]:
         return [Frame.from_json(fields[b"f"]) for _, fields in self._sync.xrange(self._key(turn_id))]
+
+
+def _through_terminal(frames: list[Frame]) -> list[Frame]:
+    """FRAMES up to and including the first terminal one."""
+    for i, frame in enumerate(frames):
+        if frame.terminal:
+            return frames[: i + 1]
+    return frames
 
 
 _transport: MemoryTransport | RedisTransport | None = None

@@ -35,7 +35,7 @@ from ash.events import Frame, transport
 from ash.sse import KEEPALIVE, sse_frame, sse_response
 from sessions_app.models import Session, Turn
 from sessions_app.selectors import session_get
-from sessions_app.serializers import MessageSendSerializer
+from sessions_app.serializers import MAX_CONTENT_CHARS, MessageSendSerializer
 from sessions_app.services import turn_abandon
 from sessions_app.turns import PER_MESSAGE_OPTIONS, turn_interrupt, turn_start
 
@@ -70,6 +70,11 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 def _validated(data: dict[str, Any]) -> dict[str, Any]:
     from ash.errors import _first_validation_message
 
+    content = data.get("content")
+    if isinstance(content, str) and len(content) <= MAX_CONTENT_CHARS and data.keys() == {"content"}:
+        # The usual body, a text prompt and nothing else: what the serializer would return,
+        # without building one (~0.5 ms a turn on the bench machine).
+        return {"content": content, "includePartialMessages": False}
     serializer = MessageSendSerializer(data=data)
     if not serializer.is_valid():
         raise BadRequest(_first_validation_message(drf_serializers.ValidationError(serializer.errors).detail))
@@ -108,16 +113,16 @@ async def relay(turn_id: str, *, after: int = 0, with_ids: bool = False) -> Asyn
     waiting_since = time.monotonic()
     started = after > 0
     try:
-        async for frame in frames:
-            if frame is None:
+        async for batch in frames:
+            if not batch:
                 if not started and time.monotonic() - waiting_since > settings.ASH_TURN_START_TIMEOUT:
                     started = True  # check once; a runner that did start it will finish it
                     await in_thread(_abandon_unstarted)(turn_id)
                 yield KEEPALIVE
                 continue
             started = True
-            yield _encode(frame, with_ids)
-            if frame.terminal:
+            yield b"".join(_encode(frame, with_ids) for frame in batch)  # one write for what came together
+            if batch[-1].terminal:
                 return
     except asyncio.CancelledError:
         raise  # the client went away: the turn itself goes on and is persisted

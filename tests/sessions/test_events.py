@@ -18,12 +18,26 @@ def transports() -> list:
 
 
 async def collect(transport, turn_id: str, after: int = 0, wait: float = 0.2, limit: int = 50) -> list:
+    """The frames in order, None for each quiet period."""
     out = []
-    async for frame in transport.subscribe(turn_id, after=after, wait=wait):
-        out.append(frame)
-        if frame is not None and frame.terminal or len(out) >= limit:
+    async for batch in transport.subscribe(turn_id, after=after, wait=wait):
+        out.extend(batch or [None])
+        if batch and batch[-1].terminal or len(out) >= limit:
             break
     return out
+
+
+@pytest.mark.parametrize("make", transports())
+async def test_frames_published_together_arrive_as_one_batch_ending_at_done(make) -> None:
+    transport, turn = make(), str(uuid.uuid4())
+    transport.publish(turn, "message", {"i": 0})
+    transport.publish_many(turn, [("message", {"i": 1}), ("done", {"sessionId": "s"}), ("message", {"late": True})])
+    batches = []
+    async for batch in transport.subscribe(turn, after=0, wait=0.2):
+        batches.append([(f.seq, f.event) for f in batch])
+        if batch and batch[-1].terminal:
+            break
+    assert batches == [[(1, "message"), (2, "message"), (3, "done")]]  # nothing after the terminal frame
 
 
 @pytest.mark.parametrize("make", transports())
