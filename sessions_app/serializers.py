@@ -80,6 +80,9 @@ class OutputFormatSerializer(serializers.Serializer):
     schema = serializers.DictField()
 
 
+MAX_CONTENT_CHARS = 4 << 20  # a text prompt
+
+
 class MessageSendSerializer(serializers.Serializer):
     content = serializers.JSONField()
     includePartialMessages = serializers.BooleanField(required=False, default=False)
@@ -92,7 +95,7 @@ class MessageSendSerializer(serializers.Serializer):
 
     def validate_content(self, value: Any) -> Any:
         if isinstance(value, str):
-            if len(value) > 4 << 20:
+            if len(value) > MAX_CONTENT_CHARS:
                 raise serializers.ValidationError("longer than 4 MiB")
             return value
         if isinstance(value, list) and value and all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in value):
