@@ -1,7 +1,7 @@
 """Per-sandbox model-API proxy: adds the credential, meters usage, enforces the budget.
 
 The names below load lazily: the sandboxed runtime imports `ash.llm_proxy.pricing` and must not
-pay for the proxy server (httpx, h11) it never runs.
+pay for the proxy server (h11, its upstream client) it never runs.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-import httpx
-
 from ash.llm_proxy.errors import error_body, error_bytes, is_anthropic_error, new_request_id
 from ash.llm_proxy.http11 import HttpConnection, IncomingRequest
 from ash.llm_proxy.metering import UsageMeter
+from ash.llm_proxy.upstream_http import Timeouts, UpstreamError, UpstreamResponse, is_timeout
+from ash.runtime.model_client.errors import ModelConnectionError
 
 if TYPE_CHECKING:
     from ash.llm_proxy.server import ModelProxy
@@ -24,20 +24,9 @@ RELAYED_RESPONSE_PREFIXES = ("anthropic-ratelimit-",)
 MAX_ERROR_BODY = 64 * 1024
 
 
-def _relayed_headers(response: httpx.Response) -> list[tuple[str, str]]:
+def _relayed_headers(response: UpstreamResponse) -> list[tuple[str, str]]:
     return [(k, v) for k, v in response.headers.items()
             if k in RELAYED_RESPONSE_HEADERS or k.startswith(RELAYED_RESPONSE_PREFIXES)]
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        parts.append(chunk)
-        size += len(chunk)
-        if size >= cap:
-            break
-    return b"".join(parts)[:cap]
 
 
 async def _send_error(conn: HttpConnection, status: int, message: str,
@@ -57,47 +46,47 @@ async def relay_upstream(proxy: ModelProxy, conn: HttpConnection, request: Incom
     headers += list(upstream.auth_headers().items())
     client = proxy.upstream_client()
     # Per-request timeouts: the upstream (and its timeouts) can change while the client is shared.
-    timeout = httpx.Timeout(connect=upstream.connect_timeout_s, read=upstream.read_timeout_s,
-                            write=upstream.write_timeout_s, pool=upstream.connect_timeout_s)
-    outgoing = client.build_request(request.method, upstream.url + request.target, headers=headers,
-                                    content=request.body if request.method == "POST" else None,
-                                    timeout=timeout)
+    timeouts = Timeouts(connect_s=upstream.connect_timeout_s, read_s=upstream.read_timeout_s,
+                        write_s=upstream.write_timeout_s)
     started = time.monotonic()
     try:
-        response = await client.send(outgoing, stream=True)
-    except httpx.TimeoutException:
-        return await _send_error(conn, 504, "the model API did not respond in time",
-                                 "timeout_error")
-    except httpx.HTTPError as exc:
+        response = await client.send(upstream.url, request.method, request.target, headers,
+                                     request.body if request.method == "POST" else None, timeouts)
+    except UpstreamError as exc:
+        if exc.timed_out:
+            return await _send_error(conn, 504, "the model API did not respond in time",
+                                     "timeout_error")
         # The exception text can carry the upstream address; the kind of failure is enough.
-        return await _send_error(conn, 502, f"the model API is unreachable ({type(exc).__name__})")
+        return await _send_error(conn, 502, f"the model API is unreachable ({exc})")
     try:
-        if response.status_code >= 400:
+        if response.status >= 400:
             return await _relay_error(conn, response)
         content_type = response.headers.get("content-type", "")
         if is_messages and content_type.startswith("text/event-stream"):
             return await _relay_stream(proxy, conn, response, started)
-        body = await response.aread()
+        body = await response.read_all(proxy.limits.max_body_bytes)
+        if not response.complete:
+            return await _send_error(conn, 502, "the model API's response is too large")
         if is_messages:
             meter = UsageMeter()
             meter.feed_json(body)
-            await conn.respond(response.status_code, _relayed_headers(response), body)
+            await conn.respond(response.status, _relayed_headers(response), body)
             await proxy.record_usage(meter, response.headers.get("request-id"), started,
                                      local=False, stream=False)
         else:
-            await conn.respond(response.status_code, _relayed_headers(response), body)
-        return response.status_code
-    except httpx.TimeoutException:
-        return await _send_error(conn, 504, "the model API timed out", "timeout_error")
-    except httpx.HTTPError as exc:
-        return await _send_error(conn, 502, f"the model API failed ({type(exc).__name__})")
+            await conn.respond(response.status, _relayed_headers(response), body)
+        return response.status
+    except ModelConnectionError as exc:
+        if is_timeout(exc):
+            return await _send_error(conn, 504, "the model API timed out", "timeout_error")
+        return await _send_error(conn, 502, "the model API failed (connection lost)")
     finally:
-        await response.aclose()
+        client.release(response)
 
 
-async def _relay_error(conn: HttpConnection, response: httpx.Response) -> int:
-    status = response.status_code
-    body = await _read_capped(response, MAX_ERROR_BODY)
+async def _relay_error(conn: HttpConnection, response: UpstreamResponse) -> int:
+    status = response.status
+    body = await response.read_all(MAX_ERROR_BODY)
     try:
         payload = json.loads(body)
     except ValueError:
@@ -114,23 +103,23 @@ async def _relay_error(conn: HttpConnection, response: httpx.Response) -> int:
     return status
 
 
-async def _relay_stream(proxy: ModelProxy, conn: HttpConnection, response: httpx.Response,
+async def _relay_stream(proxy: ModelProxy, conn: HttpConnection, response: UpstreamResponse,
                         started: float) -> int:
     meter = UsageMeter()
     try:
-        await conn.start_stream(response.status_code, _relayed_headers(response))
+        await conn.start_stream(response.status, _relayed_headers(response))
         try:
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.body():
                 meter.feed(chunk)
                 await conn.send_chunk(chunk)
-        except httpx.HTTPError as exc:
+        except ModelConnectionError as exc:
             # Headers are gone already: end the stream with an SSE error the SDK raises.
-            kind = "timeout_error" if isinstance(exc, httpx.TimeoutException) else "api_error"
+            kind, reason = ("timeout_error", "timed out") if is_timeout(exc) else ("api_error", "connection lost")
             event = {"type": "error", "error": {
-                "type": kind, "message": f"the model API stream failed ({type(exc).__name__})"}}
+                "type": kind, "message": f"the model API stream failed ({reason})"}}
             await conn.send_chunk(f"event: error\ndata: {json.dumps(event)}\n\n".encode())
         await conn.end_stream()
     finally:
         await proxy.record_usage(meter, response.headers.get("request-id"), started,
                                  local=False, stream=True)
-    return response.status_code
+    return response.status

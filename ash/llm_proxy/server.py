@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import certifi
-import httpx
 
 from ash.llm_proxy import local_model
 from ash.llm_proxy.errors import (
@@ -35,6 +34,7 @@ from ash.llm_proxy.http11 import HttpConnection, IncomingRequest, ProxyLimits, R
 from ash.llm_proxy.metering import UsageMeter, UsageRecord
 from ash.llm_proxy.relay import relay_upstream
 from ash.llm_proxy.upstream import Upstream
+from ash.llm_proxy.upstream_http import UpstreamHttp
 
 logger = logging.getLogger("ash.llm_proxy")
 
@@ -59,7 +59,7 @@ class ModelProxy:
 
     def __init__(self, *, socket_dir: str | os.PathLike[str], upstream: Upstream,
                  sandbox_id: str = "", on_usage: UsageCallback | None = None,
-                 limits: ProxyLimits | None = None, http_client: httpx.AsyncClient | None = None,
+                 limits: ProxyLimits | None = None,
                  socket_name: str = SOCKET_NAME) -> None:
         self.socket_dir = Path(socket_dir)
         self.socket_path = self.socket_dir / socket_name
@@ -71,8 +71,7 @@ class ModelProxy:
         self.turn_cost_usd = 0.0
         self.budget_usd: float | None = None
         self.calls = 0  # model calls answered (upstream 2xx or local), metered or not
-        self._client = http_client
-        self._owns_client = http_client is None
+        self._client: UpstreamHttp | None = None
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -103,7 +102,7 @@ class ModelProxy:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._connections.difference_update(tasks)
-        if self._client is not None and self._owns_client:
+        if self._client is not None:
             await self._client.aclose()
             self._client = None
         with contextlib.suppress(FileNotFoundError):
@@ -137,11 +136,11 @@ class ModelProxy:
 
     # -- connections -------------------------------------------------------------------------
 
-    def upstream_client(self) -> httpx.AsyncClient:
-        """The pooled HTTP client for upstream calls (created on first use)."""
+    def upstream_client(self) -> UpstreamHttp:
+        """The keep-alive HTTP client for upstream calls (created on first use). It never reads
+        HTTP(S)_PROXY or netrc: the runner's environment must not redirect model calls."""
         if self._client is None:
-            # trust_env=False: HTTP(S)_PROXY and netrc of the runner must not redirect model calls.
-            self._client = httpx.AsyncClient(trust_env=False, verify=_tls_context())
+            self._client = UpstreamHttp(_tls_context)
         return self._client
 
     async def _on_connection(self, reader: asyncio.StreamReader,
