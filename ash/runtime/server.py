@@ -83,8 +83,8 @@ class BridgeIO:
         self.server, self.qid = server, qid
         self.pending: dict[str, asyncio.Future[PermissionAnswer]] = {}
 
-    async def emit(self, message: dict[str, Any]) -> None:
-        await self.server.send(p.MessageEv(self.qid, message))
+    async def emit(self, message: dict[str, Any], *, hold: bool = False) -> None:
+        await self.server.send(p.MessageEv(self.qid, message), hold=hold)
 
     async def error(self, text: str, code: str = "engine_error") -> None:
         await self.server.send(p.ErrorEv(self.qid, text, code))
@@ -109,20 +109,29 @@ class RuntimeServer:
         self.config, self.engine, self.out = config, engine, out
         self._engines: dict[str, Engine] = {engine.name: engine}
         self._write_lock = asyncio.Lock()
+        self._held: list[bytes] = []  # frames sent with hold=True, written with the next frame
         self._query: asyncio.Task[None] | None = None
         self._io: BridgeIO | None = None
 
-    async def send(self, frame: p.Event) -> None:
+    async def send(self, frame: p.Event, *, hold: bool = False) -> None:
+        """Write FRAME to the bridge. A HOLD frame waits for the next send and leaves in the same
+        write, so the host gets both at once (and stores them in one transaction)."""
         try:
             data = p.encode(frame)
         except (p.ProtocolError, TypeError, ValueError) as exc:
             data = p.encode(p.ErrorEv(getattr(frame, "qid", ""), f"unencodable event: {exc}",
                                       "engine_error"))
         # Shielded: a cancelled query must not leave half a frame behind for the next writer.
-        await asyncio.shield(self._write(data))
+        await asyncio.shield(self._write(data, hold))
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, hold: bool) -> None:
         async with self._write_lock:
+            if hold:
+                self._held.append(data)
+                return
+            if self._held:
+                data = b"".join([*self._held, data])
+                self._held.clear()
             self.out.write(data)
             await self.out.drain()
 

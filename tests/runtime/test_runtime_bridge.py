@@ -161,3 +161,35 @@ async def test_killed_runtime_resumes_and_client_sees_closure(
     # The killed query's prompt was persisted; the new one is merged into that user turn.
     assert sent == [{"role": "user", "content": [{"type": "text", "text": "x"},
                                                  {"type": "text", "text": "y"}]}]
+
+
+async def _timed_query(client, prompt: str) -> list[tuple[float, p.Event]]:
+    loop = asyncio.get_running_loop()
+    return [(loop.time(), ev) async for ev in client.query(prompt, {})]
+
+
+async def test_the_final_answer_leaves_with_its_result_earlier_blocks_at_once(
+        start_runtime, fake_anthropic: FakeAnthropic) -> None:
+    """The last block of a final answer is written with the result (the host stores them in one
+    transaction); blocks before it, and answers that call tools, are not held back."""
+    delay = 0.15  # before every SSE event of the fake's answer
+    fake_anthropic.script([
+        Reply.tool("Bash", {"command": "true"}, before="first I run a tool", delay=delay),
+        Reply([{"type": "text", "text": "block one"}, {"type": "text", "text": "block two"}], delay=delay),
+    ])
+    client = await start_runtime()
+    events = await _timed_query(client, "go")
+    stamped = [(t, e.data) for t, e in events if isinstance(e, p.MessageEv)]
+    assistant = [(t, m) for t, m in stamped if m["type"] == "assistant"]
+    blocks = [m["message"]["content"][0].get("text") or m["message"]["content"][0]["type"] for _, m in assistant]
+    assert blocks == ["first I run a tool", "tool_use", "block one", "block two"]
+    result_at = next(t for t, m in stamped if m["type"] == "result")
+    # A block is sent when the next one starts, not when the answer ends...
+    assert assistant[0][0] < assistant[1][0] - delay
+    assert assistant[2][0] < assistant[3][0] - delay
+    # ...the tool call before the tool runs (its result comes after)...
+    tool_result_at = next(t for t, m in stamped if m["type"] == "user")
+    assert assistant[1][0] <= tool_result_at
+    # ...and the final block together with the result, though the stream went on for two
+    # more events (message_delta, message_stop) after it.
+    assert result_at - assistant[3][0] < delay / 2

@@ -26,7 +26,10 @@ class PermissionAnswer:
 class EngineIO(Protocol):
     """How an engine talks back to the bridge for the query it is running."""
 
-    async def emit(self, message: dict[str, Any]) -> None: ...
+    async def emit(self, message: dict[str, Any], *, hold: bool = False) -> None:
+        """Send MESSAGE; with HOLD it may wait to leave with the next one (a query's final
+        assistant message, which its result follows at once)."""
+        ...
 
     async def ask(self, request: PermissionAsk, timeout_ms: int) -> PermissionAnswer: ...
 

@@ -91,8 +91,12 @@ class QueryRun:
                 return Outcome("error_max_turns", True, "max_turns", "tool_use", None,
                                [f"Reached maximum number of turns ({thread.max_turns})"],
                                num_turns=turns)
-            msg = await self._call_model(thread, turns)
+            msg, last = await self._call_model(thread, turns)
             content = msg.content
+            uses = [b for b in content if b["type"] == "tool_use"]
+            if last is not None:
+                # The final answer's last block leaves with the result that follows it at once.
+                await self.io.emit(last, hold=not uses and msg.stop_reason != "pause_turn")
             thread.add({"role": "assistant", "content": content})
             if (self.opts.max_budget_usd is not None
                     and self.totals.cost_usd >= self.opts.max_budget_usd):
@@ -100,7 +104,6 @@ class QueryRun:
                                    msg.stop_reason, None,
                                    [f"Reached maximum budget (${self.opts.max_budget_usd:g})"],
                                    num_turns=turns))
-            uses = [b for b in content if b["type"] == "tool_use"]
             if msg.stop_reason == "pause_turn":
                 continue
             if not uses:
@@ -116,7 +119,10 @@ class QueryRun:
                                                   f"after {MAX_STRUCTURED_RETRIES} attempts"],
                                num_turns=turns)
 
-    async def _call_model(self, thread: Thread, turn: int) -> Message:
+    async def _call_model(self, thread: Thread, turn: int) -> tuple[Message, dict[str, Any] | None]:
+        """One streamed model call. Each finished content block is emitted as an assistant message,
+        the last one excepted: it is returned (unless partial messages stream) for the caller to
+        emit once it knows whether the answer is final."""
         params: dict[str, Any] = {"model": thread.model, "max_tokens": self.max_tokens,
                                   "messages": thread.messages, "tools": thread.tool_defs}
         if thread.system:
@@ -128,28 +134,36 @@ class QueryRun:
             params["output_config"] = {"effort": self.opts.effort}
         started = time.monotonic()
         parent = thread.parent_tool_use_id
+        partial = self.opts.include_partial_messages
+        last: dict[str, Any] | None = None  # a finished block's message, until the next block starts
         try:
             async with self.engine.client().stream(params, betas=self.opts.betas) as stream:
                 async for ev in stream:
                     snap = stream.message
+                    if last is not None and ev["type"] == "content_block_start":
+                        await self.io.emit(last)
+                        last = None
                     if ev["type"] == "content_block_stop":
-                        await self.io.emit(sdk.assistant(
+                        last = sdk.assistant(
                             message_id=snap["id"], model=snap["model"],
                             block=stream.block(ev["index"]), usage=stream.usage(),
-                            session_id=self.session_id, parent_tool_use_id=parent))
-                    if self.opts.include_partial_messages:
+                            session_id=self.session_id, parent_tool_use_id=parent)
+                        if partial:  # streamed event by event: keep the usual order
+                            await self.io.emit(last)
+                            last = None
+                    if partial:
                         await self.io.emit(sdk.stream_event(
                             _raw_event(ev), session_id=self.session_id,
                             parent_tool_use_id=parent, message_id=snap["id"]))
                 msg = stream.final_message()
-        except ModelStatusError as exc:
-            await self._api_error(thread, turn, exc.status, exc.message)
-        except ModelConnectionError as exc:
-            await self._api_error(thread, turn, None, exc.message)
+        except (ModelStatusError, ModelConnectionError) as exc:
+            if last is not None:  # blocks that did arrive are part of the history
+                await self.io.emit(last)
+            await self._api_error(thread, turn, getattr(exc, "status", None), exc.message)
         finally:
             self.totals.api_ms += int((time.monotonic() - started) * 1000)
         self.totals.add(thread.model, msg.usage, self.max_tokens)
-        return msg
+        return msg, last
 
     async def _api_error(self, thread: Thread, turn: int, status: int | None,
                          message: str) -> None:
