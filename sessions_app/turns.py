@@ -19,7 +19,7 @@ from django.utils import timezone
 from ash import dispatch, sql
 from ash.errors import BadRequest, Conflict, ServiceUnavailable
 from ash.events import transport
-from sessions_app.derive import Derived, derive
+from sessions_app.derive import derive
 from sessions_app.models import Message, Session, SessionEvent, Turn
 from sessions_app.services import (
     session_event_record,
@@ -81,52 +81,60 @@ def turn_run(*, turn_id: str) -> str:
     started = time.monotonic()
     status, error, tool_calls, results = Turn.Status.COMPLETED, None, 0, 0
     interruptible = False
+    pending: list[dict[str, Any]] = []  # SDK messages that arrived together: stored in one transaction
     held_result: dict[str, Any] | None = None
     options = {**session_options(session), **{k: v for k, v in turn.options.items() if v is not None}}
     options["permissionPrompts"] = "host"
     try:
         if host.get(str(session.id)) is None:
             raise LookupError("sandbox is not running")
-        events = host.stream(host.query(str(session.id), turn.prompt, options, budget_usd=options.get("maxBudgetUsd")))
-        for event in events:
-            kind = getattr(event, "ev", "")
-            if held_result is not None and kind in ("message", "permission_request", "error"):
-                publisher.sdk_message(held_result)  # not the turn's last message after all
-                held_result = None
-            if kind == "message" and event.data.get("type") == "result":
-                # Stored and published with the turn's end: one transaction and one batch.
-                held_result = event.data
-                results += 1
-                if event.data.get("is_error"):
-                    # The agent ended in error (API error, max turns, budget): the turn failed.
-                    status = Turn.Status.FAILED
-                    error = str(event.data.get("result") or event.data.get("subtype") or "error")[:2000]
-            elif kind == "message":
-                derived = publisher.sdk_message(event.data)
-                tool_calls += derived.tool_calls
-            elif kind == "permission_request":
-                publisher.frame("permission_request", {
-                    "requestId": event.request_id, "toolUseId": event.tool_use_id, "toolName": event.tool_name,
-                    "input": event.input, "description": event.description, "answered": "denied",
-                })
-            elif kind == "error":
-                status, error = Turn.Status.FAILED, event.error
-                publisher.error(event.error)
-            elif kind == "done" and event.sessionId and event.sessionId != session.runtime_session_id:
-                Session.objects.filter(pk=session.pk).update(runtime_session_id=event.sessionId)
+        query = host.query(str(session.id), turn.prompt, options, budget_usd=options.get("maxBudgetUsd"))
+        for batch in host.stream(query):
+            for event in batch:
+                kind = getattr(event, "ev", "")
+                if held_result is not None and kind in ("message", "permission_request", "error"):
+                    pending.append(held_result)  # not the turn's last message after all
+                    held_result = None
+                if kind == "message" and event.data.get("type") == "result":
+                    held_result = event.data
+                    results += 1
+                    if event.data.get("is_error"):
+                        # The agent ended in error (API error, max turns, budget): the turn failed.
+                        status = Turn.Status.FAILED
+                        error = str(event.data.get("result") or event.data.get("subtype") or "error")[:2000]
+                elif kind == "message":
+                    pending.append(event.data)
+                elif kind == "permission_request":
+                    tool_calls += publisher.flush(pending)
+                    publisher.frame("permission_request", {
+                        "requestId": event.request_id, "toolUseId": event.tool_use_id, "toolName": event.tool_name,
+                        "input": event.input, "description": event.description, "answered": "denied",
+                    })
+                elif kind == "error":
+                    tool_calls += publisher.flush(pending)
+                    status, error = Turn.Status.FAILED, event.error
+                    publisher.error(event.error)
+                elif kind == "done" and event.sessionId and event.sessionId != session.runtime_session_id:
+                    Session.objects.filter(pk=session.pk).update(runtime_session_id=event.sessionId)
+            if held_result is None:
+                tool_calls += publisher.flush(pending)  # mid-turn messages go out now
+            # else: the result is in; `done` follows at once, and the turn's end stores them all
         interruptible = True  # an interrupt requested meanwhile makes the finished turn "interrupted"
     except Exception as exc:  # noqa: BLE001 - any failure ends the turn with an error, never a hang
         status, error = Turn.Status.FAILED, _describe(exc)
         if held_result is not None:  # keep the frames in order: the result came first
-            publisher.sdk_message(held_result)
+            pending.append(held_result)
             held_result = None
+        tool_calls += publisher.flush(pending)
         publisher.error(error)
         _after_sandbox_failure(session, host, error)
     finally:
         final: Any = sql.IfTrue("interrupt_requested", Turn.Status.INTERRUPTED, status) if interruptible else status
         with transaction.atomic():  # one commit for the turn's end
-            frames = publisher.store(held_result) if held_result is not None else []
-            publisher.store_usage()  # the model calls whose usage no message has stored yet
+            # The last messages (with the result, for a turn that ended normally) and the usage of
+            # model calls no message has stored yet.
+            frames, calls = publisher.store([*pending, *([held_result] if held_result is not None else [])])
+            tool_calls += calls
             usage_events_record(
                 tenant_id=session.tenant_id, session_id=str(session.id), agent_name=session.agent_name,
                 values={
@@ -191,37 +199,41 @@ class _Publisher:
     def frame(self, event: str, data: dict[str, Any]) -> None:
         self.transport.publish(self.turn_id, event, data)
 
-    def sdk_message(self, message: dict[str, Any]) -> Derived:
-        derived = derive(message)
-        self.transport.publish_many(self.turn_id, self._store(message, derived))
-        return derived
+    def flush(self, messages: list[dict[str, Any]]) -> int:
+        """Store MESSAGES in one transaction, then publish their frames in one batch; empties the
+        list. Returns the tool calls they made."""
+        if not messages:
+            return 0
+        with transaction.atomic():
+            frames, tool_calls = self.store(messages)
+        messages.clear()
+        self.transport.publish_many(self.turn_id, frames)
+        return tool_calls
 
-    def store(self, message: dict[str, Any]) -> list[tuple[str, Any]]:
-        """Persist MESSAGE (in the caller's transaction, if any); its frames, for the caller to publish."""
-        return self._store(message, derive(message))
-
-    def _store(self, message: dict[str, Any], derived: Derived) -> list[tuple[str, Any]]:
-        if derived.store_message or derived.events:
-            counts = {"message_seq": 1} if derived.store_message else {}
-            if derived.events:
-                counts["event_seq"] = len(derived.events)
-            with transaction.atomic(savepoint=False):
-                self.store_usage()
-                first = session_sequences_allocate(session_id=self.session.pk, **counts)
-                if derived.store_message:
-                    sql.insert([Message(
-                        session_id=self.session.pk, tenant_id=self.session.tenant_id, role=Message.Role.ASSISTANT,
-                        content=json.dumps(message, separators=(",", ":")), sequence=first["message_seq"],
-                    )])
-                if derived.events:
-                    sql.insert([
-                        SessionEvent(
-                            session_id=self.session.pk, tenant_id=self.session.tenant_id, type=etype,
-                            data=json.dumps(data, separators=(",", ":")), sequence=first["event_seq"] + i,
-                        )
-                        for i, (etype, data) in enumerate(derived.events)
-                    ])
-        return [*derived.frames, ("message", message)]
+    def store(self, messages: list[dict[str, Any]]) -> tuple[list[tuple[str, Any]], int]:
+        """Persist MESSAGES, in order, and the pending model-call usage (in the caller's
+        transaction); their frames, for the caller to publish, and the tool calls they made."""
+        session = self.session
+        derived = [derive(message) for message in messages]
+        rows = [message for message, d in zip(messages, derived, strict=True) if d.store_message]
+        events = [event for d in derived for event in d.events]
+        with transaction.atomic(savepoint=False):
+            self.store_usage()
+            counts = {name: n for name, n in (("message_seq", len(rows)), ("event_seq", len(events))) if n}
+            if counts:
+                first = session_sequences_allocate(session_id=session.pk, **counts)
+                sql.insert([
+                    Message(session_id=session.pk, tenant_id=session.tenant_id, role=Message.Role.ASSISTANT,
+                            content=json.dumps(message, separators=(",", ":")), sequence=first["message_seq"] + i)
+                    for i, message in enumerate(rows)
+                ])
+                sql.insert([
+                    SessionEvent(session_id=session.pk, tenant_id=session.tenant_id, type=etype,
+                                 data=json.dumps(data, separators=(",", ":")), sequence=first["event_seq"] + i)
+                    for i, (etype, data) in enumerate(events)
+                ])
+        frames = [frame for message, d in zip(messages, derived, strict=True) for frame in (*d.frames, ("message", message))]
+        return frames, sum(d.tool_calls for d in derived)
 
     def store_usage(self) -> None:
         """UsageEvent rows for the model calls the proxy metered since the last message."""

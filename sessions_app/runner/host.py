@@ -14,7 +14,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,8 +128,9 @@ class RunnerHost:
         """Run CORO on the host loop from another thread and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def stream(self, agen: AsyncIterator[T]) -> Any:
-        """Iterate an async generator living on the host loop from a (task) thread."""
+    def stream(self, agen: AsyncIterator[T]) -> Iterator[list[T]]:
+        """Iterate an async generator living on the host loop from a (task) thread, in batches:
+        each is every item that had arrived when the thread looked (at least one)."""
         import queue as thread_queue
 
         q: thread_queue.Queue[tuple[str, Any]] = thread_queue.Queue(maxsize=1024)
@@ -153,13 +154,21 @@ class RunnerHost:
         future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
         try:
             while True:
+                batch: list[T] = []
                 kind, value = q.get()
-                if kind == "item":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    return
+                while True:
+                    if kind != "item":
+                        if batch:
+                            yield batch
+                        if kind == "error":
+                            raise value
+                        return
+                    batch.append(value)
+                    try:
+                        kind, value = q.get_nowait()
+                    except thread_queue.Empty:
+                        break
+                yield batch
         finally:
             if not future.done():
                 future.cancel()
