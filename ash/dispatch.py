@@ -36,8 +36,9 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 def _run_in_worker(task: Any, args: tuple, kwargs: dict) -> Any:
     close_old_connections()
     try:
-        result = task.apply(args=args, kwargs=kwargs, throw=True)
-        return result.get(disable_sync_subtasks=False)
+        # The task's function itself: Celery's eager `apply` (request context, tracer, result
+        # object) costs ~0.5 ms a turn here and adds nothing in-process.
+        return task.run(*args, **kwargs)
     finally:
         close_old_connections()
 
