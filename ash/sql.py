@@ -70,8 +70,10 @@ def select_one(model: type[M], *, where: dict[str, Any], fields: Sequence[str] =
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _instance(model, conn, attnames, readers, row)
+
+
+def _instance(model: type[M], conn: Any, attnames: tuple[str, ...], readers: Any, row: Sequence[Any]) -> M:
     values = []
     for value, (col, converters) in zip(row, readers, strict=True):
         for convert in converters:
@@ -90,13 +92,46 @@ class IfTrue:
     otherwise: Any
 
 
+@dataclass(frozen=True)
+class Add:
+    """An `update` value: the column's current value plus N (a counter)."""
+
+    n: int
+
+
 def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> int:
     """UPDATE MODEL SET VALUES WHERE WHERE; the number of rows changed."""
     conn = _conn(model, write=True)
+    sql, params = _update_sql(conn, model, where, values)
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def update_returning(model: type[M], *, where: dict[str, Any], values: dict[str, Any],
+                     fields: Sequence[str] = ()) -> M | None:
+    """`update` of one row, chosen by its primary key in WHERE, and reading it back in the same
+    statement (RETURNING: PostgreSQL, SQLite >= 3.35): the row as it is after the update, with
+    FIELDS loaded (all by default); None when no row matched."""
+    if model._meta.pk.name not in where:
+        raise ValueError(f"update_returning needs {model.__name__}'s primary key in WHERE")
+    conn = _conn(model, write=True)
+    columns, attnames, readers = _readers(model, tuple(fields), conn.alias)
+    sql, params = _update_sql(conn, model, where, values)
+    with conn.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {columns}", params)
+        row = cursor.fetchone()
+    return None if row is None else _instance(model, conn, attnames, readers, row)
+
+
+def _update_sql(conn: Any, model: type[Model], where: dict[str, Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
     quote = conn.ops.quote_name
     sets, params = [], []
     for field, value in zip(_fields(model, list(values)), values.values(), strict=True):
-        if isinstance(value, IfTrue):
+        if isinstance(value, Add):
+            sets.append(f"{quote(field.column)} = {quote(field.column)} + %s")
+            params.append(value.n)
+        elif isinstance(value, IfTrue):
             flag = quote(model._meta.get_field(value.flag).column)
             sets.append(f"{quote(field.column)} = CASE WHEN {flag} THEN %s ELSE %s END")
             params += [field.get_db_prep_save(value.if_true, conn), field.get_db_prep_save(value.otherwise, conn)]
@@ -104,9 +139,7 @@ def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any])
             sets.append(f"{quote(field.column)} = %s")
             params.append(field.get_db_prep_save(value, conn))
     clause, where_params = _where(conn, _fields(model, list(where)), list(where.values()))
-    with conn.cursor() as cursor:
-        cursor.execute(f"UPDATE {quote(model._meta.db_table)} SET {', '.join(sets)} WHERE {clause}", params + where_params)
-        return cursor.rowcount
+    return f"UPDATE {quote(model._meta.db_table)} SET {', '.join(sets)} WHERE {clause}", params + where_params
 
 
 @functools.cache

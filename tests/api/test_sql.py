@@ -91,3 +91,19 @@ def test_insert_writes_what_bulk_create_would_in_one_statement() -> None:
     sql.insert([])  # nothing to do
     with pytest.raises(TypeError):
         sql.insert([messages[0], UsageEvent()])
+
+
+def test_update_returning_changes_one_row_and_reads_it_back_in_one_statement() -> None:
+    session = _session(message_seq=4)
+    claimed = sql.update_returning(Session, where={"id": session.pk, "active_turn": None},
+                                   values={"status": "paused", "message_seq": sql.Add(2)}, fields=("id", "message_seq"))
+    assert claimed.message_seq == 6 and claimed.pk == session.pk
+    assert claimed.get_deferred_fields() >= {"status"}
+    assert Session.objects.get(pk=session.pk).status == "paused"
+    # No match: nothing changes, None.
+    assert sql.update_returning(Session, where={"id": session.pk, "status": "active"}, values={"message_seq": sql.Add(1)}) is None
+    assert Session.objects.get(pk=session.pk).message_seq == 6
+    whole = sql.update_returning(Session, where={"id": session.pk}, values={"status": "active"})
+    assert whole.status == "active" and whole.config == session.config
+    with pytest.raises(ValueError):  # only by primary key: one row
+        sql.update_returning(Session, where={"tenant_id": "t1"}, values={"status": "paused"})
