@@ -9,12 +9,19 @@ execute wrappers). The rows written and the instances read are the ones the ORM 
 
 Only plain shapes are supported: equality (or IS NULL) conditions joined with AND, SET to values,
 multi-row INSERT. Anything richer stays in the ORM.
+
+`batched()` sends the writes nobody reads a result of (inserts, updates whose count is not
+needed) together at the end of a block: one round trip on PostgreSQL, where each costs ~0.5 ms
+on the bench machine (Django's client-side binding cursors take several statements in one
+execute); one by one on SQLite, which has no round trips.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +30,50 @@ from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 _Converter = Any
+_batch: contextvars.ContextVar[list[tuple[Any, str, list[Any]]] | None] = contextvars.ContextVar("ash_sql_batch", default=None)
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """Inside the block, `insert` and `update(..., batch=True)` are queued and sent together when
+    it ends (in order, on the connection each would have used). Their rows are not visible to
+    reads inside the block, so use it for a transaction's final writes. Nothing is sent if the
+    block raises."""
+    if _batch.get() is not None:
+        yield  # already inside a batch: it sends these too
+        return
+    queued: list[tuple[Any, str, list[Any]]] = []
+    token = _batch.set(queued)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    _send(queued)
+
+
+def _send(queued: list[tuple[Any, str, list[Any]]]) -> None:
+    by_conn: dict[str, list[tuple[str, list[Any]]]] = {}
+    for conn, sql, params in queued:
+        by_conn.setdefault(conn.alias, []).append((sql, params))
+    for alias, statements in by_conn.items():
+        conn = connections[alias]
+        with conn.cursor() as cursor:
+            if conn.vendor == "postgresql" and len(statements) > 1:
+                cursor.execute(";\n".join(s for s, _ in statements), [p for _, params in statements for p in params])
+            else:
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+
+
+def _run(conn: Any, sql: str, params: list[Any], *, batch: bool) -> int | None:
+    """Execute now (the row count), or queue it in the open batch (None)."""
+    queued = _batch.get() if batch else None
+    if queued is not None:
+        queued.append((conn, sql, params))
+        return None
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def _conn(model: type[Model], write: bool) -> Any:
@@ -99,13 +150,12 @@ class Add:
     n: int
 
 
-def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> int:
-    """UPDATE MODEL SET VALUES WHERE WHERE; the number of rows changed."""
+def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any], batch: bool = False) -> int | None:
+    """UPDATE MODEL SET VALUES WHERE WHERE; the number of rows changed. With BATCH, inside
+    `batched()`, it is queued instead and the count is not known (None)."""
     conn = _conn(model, write=True)
     sql, params = _update_sql(conn, model, where, values)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return _run(conn, sql, params, batch=batch)
 
 
 def update_returning(model: type[M], *, where: dict[str, Any], values: dict[str, Any],
@@ -155,7 +205,8 @@ def _insert_sql(model: type[Model], rows: int, alias: str) -> tuple[str, tuple[F
 
 def insert(objs: Sequence[Model]) -> None:
     """INSERT OBJS (instances of one model, primary keys set by their defaults) in one statement,
-    with the fields' pre_save (auto_now_add) and database preparation, as `bulk_create` does."""
+    with the fields' pre_save (auto_now_add) and database preparation, as `bulk_create` does.
+    Inside `batched()` it is queued."""
     if not objs:
         return
     model = type(objs[0])
@@ -169,5 +220,4 @@ def insert(objs: Sequence[Model]) -> None:
             params.append(field.get_db_prep_save(field.pre_save(obj, True), conn))
         obj._state.adding = False
         obj._state.db = conn.alias
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
+    _run(conn, sql, params, batch=True)

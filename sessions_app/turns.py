@@ -42,7 +42,9 @@ def turn_start(*, session: Session, prompt: Any, options: dict[str, Any], source
         raise BadRequest(f"Session is {session.status}")
     runner_id = session_runner_id(session)
     turn = Turn(tenant_id=session.tenant_id, session=session, prompt=prompt, options=options, source=source)
-    with transaction.atomic():
+    # The inserts go out together after the claim (one round trip on PostgreSQL); the claim's
+    # reference to the not yet inserted turn is checked at commit (deferred foreign key).
+    with transaction.atomic(), sql.batched():
         sql.insert([turn])
         # Claim the session and number the user message in one statement.
         claimed = sql.update_returning(
@@ -135,7 +137,7 @@ def turn_run(*, turn_id: str) -> str:
         _after_sandbox_failure(session, host, error)
     finally:
         final: Any = sql.IfTrue("interrupt_requested", Turn.Status.INTERRUPTED, status) if interruptible else status
-        with transaction.atomic():  # one commit for the turn's end
+        with transaction.atomic(), sql.batched():  # one commit for the turn's end; writes sent together
             # The last messages (with the result, for a turn that ended normally) and the usage of
             # model calls no message has stored yet.
             frames, calls = publisher.store([*pending, *([held_result] if held_result is not None else [])])
@@ -149,8 +151,9 @@ def turn_run(*, turn_id: str) -> str:
                 },
             )
             now = timezone.now()
-            sql.update(Turn, where={"id": turn_id}, values={"status": final, "error": error, "finished_at": now})
-            sql.update(Session, where={"id": session.pk, "active_turn": turn_id}, values={"active_turn": None, "last_active_at": now})
+            sql.update(Turn, where={"id": turn_id}, values={"status": final, "error": error, "finished_at": now}, batch=True)
+            sql.update(Session, where={"id": session.pk, "active_turn": turn_id},
+                       values={"active_turn": None, "last_active_at": now}, batch=True)
         publisher.publish([*frames, ("done", {"sessionId": str(session.id)})])
         close_old_connections()
         if settings.ASH_SNAPSHOT_AFTER_TURN and host.get(str(session.id)) is not None:
@@ -229,7 +232,7 @@ class _Publisher:
         derived = [derive(message) for message in messages]
         rows = [message for message, d in zip(messages, derived, strict=True) if d.store_message]
         events = [event for d in derived for event in d.events]
-        with transaction.atomic(savepoint=False):
+        with transaction.atomic(savepoint=False), sql.batched():  # the inserts go out together
             self.store_usage()
             counts = {name: n for name, n in (("message_seq", len(rows)), ("event_seq", len(events))) if n}
             if counts:

@@ -107,3 +107,29 @@ def test_update_returning_changes_one_row_and_reads_it_back_in_one_statement() -
     assert whole.status == "active" and whole.config == session.config
     with pytest.raises(ValueError):  # only by primary key: one row
         sql.update_returning(Session, where={"tenant_id": "t1"}, values={"status": "paused"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batched_writes_go_out_together_at_the_end_and_not_at_all_on_error() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    session = _session()
+    turn = Turn.objects.create(tenant_id="t1", session=session, prompt="p")
+    with CaptureQueriesContext(connection) as seen, transaction.atomic(), sql.batched():
+        sql.insert([Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=1)])
+        assert sql.update(Turn, where={"id": turn.pk}, values={"status": "completed"}, batch=True) is None
+        assert not Message.objects.filter(session=session).exists()  # queued, not sent yet
+        assert sql.update(Session, where={"id": session.pk}, values={"status": "paused"}) == 1  # not batched: now
+    writes = [q["sql"] for q in seen.captured_queries if q["sql"].startswith(("INSERT", "UPDATE"))]
+    if connection.vendor == "postgresql":
+        # The session update first (it ran at once), then the two queued writes in one statement.
+        assert len(writes) == 2 and "INSERT" in writes[1] and "UPDATE" in writes[1]
+    else:
+        assert len(writes) == 3
+    assert Message.objects.filter(session=session).count() == 1
+    assert Turn.objects.get(pk=turn.pk).status == "completed"
+    with pytest.raises(RuntimeError), transaction.atomic(), sql.batched():
+        sql.insert([Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=2)])
+        raise RuntimeError("nothing queued is sent")
+    assert Message.objects.filter(session=session).count() == 1
