@@ -62,9 +62,23 @@ def table(rows: list[tuple[str, list[float]]], unit: str = "ms") -> str:
     return "\n".join(out)
 
 
+def cpu_reference_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop (best of 3): how fast this machine's CPU is right
+    now. Shared cloud vCPUs vary by 2x between machines and hours; compare runs by this too."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, (time.perf_counter() - started) * 1000)
+    return best
+
+
 def machine_conditions() -> str:
     load = os.getloadavg()
-    return f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, {os.cpu_count()} cores"
+    return (f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, {os.cpu_count()} cores, "
+            f"CPU reference loop {cpu_reference_ms():.0f} ms")
 
 
 # -- the fake model, timed ----------------------------------------------------------------------
