@@ -532,3 +532,41 @@ async def test_runtime_reports_a_cut_stream_as_an_api_error(start_runtime,
     assert res["is_error"] is True and res["terminal_reason"] == "api_error"
     assert res["result"] == "API Error: Connection error."
     assert result_of(await run_query(client, "again"))["result"].startswith("Hello there")
+
+
+def test_request_bodies_reuse_the_json_of_messages_sent_before(monkeypatch) -> None:
+    """Byte for byte json.dumps of the params, while only new messages are encoded."""
+    import json as _json
+
+    from ash.runtime.model_client import client as client_module
+
+    encoded: list[Any] = []
+    real = client_module._dumps
+
+    def counting(value: Any) -> str:
+        encoded.append(value)
+        return real(value)
+
+    monkeypatch.setattr(client_module, "_dumps", counting)
+    cache = client_module.EncodedMessages()
+    history: list[dict[str, Any]] = [{"role": "user", "content": "héllo ✓"}]
+    params = {"model": "m", "max_tokens": 5, "messages": history, "tools": [{"name": "t"}], "stream": True}
+
+    def expected() -> str:
+        return _json.dumps(params, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    assert cache.request_body(params) == expected()
+    history.append({"role": "assistant", "content": [{"type": "text", "text": "hi"}]})
+    history.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": "ok"}]})
+    encoded.clear()
+    assert cache.request_body(params) == expected()
+    assert [m for m in encoded if isinstance(m, dict) and "role" in m] == history[1:]  # only the new ones
+    history[-1] = {**history[-1], "content": "merged"}  # a merged user turn is a new dict
+    assert cache.request_body(params) == expected()
+    other = {**params, "messages": [{"role": "user", "content": "a subagent's thread"}]}
+    assert cache.request_body(other) == _json.dumps(other, ensure_ascii=False, separators=(",", ":"))
+    encoded.clear()
+    assert cache.request_body(params) == expected()  # the main thread's entries survived
+    assert not [m for m in encoded if isinstance(m, dict) and "role" in m]
+    with pytest.raises(ValueError):
+        cache.request_body({**params, "temperature": float("nan")})

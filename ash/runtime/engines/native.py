@@ -209,7 +209,7 @@ class NativeEngine:
     def repair_history(self, reason: str = "Tool execution was interrupted") -> None:
         """Give every tool_use of the last assistant turn a result, so the API accepts it."""
         msgs = self.conv.messages
-        idx = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+        idx = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i]["role"] == "assistant"), None)
         if idx is None:
             return
         wanted = [b["id"] for b in msgs[idx]["content"] if b.get("type") == "tool_use"]

@@ -57,6 +57,51 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return None if parsed is None else float(email.utils.mktime_tz(parsed) - time.time())
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class EncodedMessages:
+    """The request body, with each message's JSON kept from the calls that sent it before.
+
+    Every call sends the whole history, so encoding it is O(history) per call (~1 ms at a few
+    hundred messages on the bench machine, far more with large tool results); here only the new
+    messages are encoded. It relies on what the engine guarantees: a message dict is never
+    changed once it is in a conversation (merging user turns makes a new dict). Entries are kept
+    by identity, hold their message (so an id is never reused while cached) and are dropped when
+    unused for a few calls. The body is byte for byte what `json.dumps` gives for PARAMS.
+    """
+
+    KEEP_CALLS = 8  # subagent and main-thread calls interleave: keep both histories
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[dict[str, Any], str, int]] = {}
+        self._calls = 0
+
+    def request_body(self, params: Mapping[str, Any]) -> str:
+        self._calls += 1
+        parts = []
+        for key, value in params.items():
+            text = self._messages(value) if key == "messages" and isinstance(value, list) else _dumps(value)
+            parts.append(f"{_dumps(key)}:{text}")
+        if len(self._cache) > 4096:
+            oldest = self._calls - self.KEEP_CALLS
+            self._cache = {k: v for k, v in self._cache.items() if v[2] >= oldest}
+        return "{" + ",".join(parts) + "}"
+
+    def _messages(self, messages: list[Any]) -> str:
+        out = []
+        for message in messages:
+            if not isinstance(message, dict):
+                out.append(_dumps(message))
+                continue
+            hit = self._cache.get(id(message))
+            text = hit[1] if hit is not None and hit[0] is message else _dumps(message)
+            self._cache[id(message)] = (message, text, self._calls)
+            out.append(text)
+        return "[" + ",".join(out) + "]"
+
+
 class ModelClient:
     """Streams Messages API responses; keeps one idle connection for the next call."""
 
@@ -73,14 +118,14 @@ class ModelClient:
         self._initial_retry_delay_s = initial_retry_delay_s
         self._max_retry_delay_s = max_retry_delay_s
         self._tls: ssl.SSLContext | None = None
+        self._messages = EncodedMessages()
         self._idle: tuple[asyncio.StreamReader, asyncio.StreamWriter, float] | None = None
 
     @contextlib.asynccontextmanager
     async def stream(self, params: Mapping[str, Any], *,
                      betas: Sequence[str] = ()) -> AsyncIterator[MessageStream]:
         """POST the params with `stream: true`; retried as the SDK does until a response starts."""
-        body = json.dumps({**params, "stream": True}, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode()
+        body = self._messages.request_body({**params, "stream": True}).encode()
         response = await self._send_with_retries(self._request_head(len(body), betas) + body)
         stream = MessageStream(response)
         try:
