@@ -82,8 +82,8 @@ def turn_run(*, turn_id: str) -> str:
     session = turn.session = sql.select_one(Session, where={"id": turn.session_id})
     host = get_host()
     publisher = _Publisher(turn, host)
-    # Goes out with the turn's first frames (the runtime's init message follows within a few ms):
-    # one publish (and one SSE write) fewer per turn.
+    # Goes out with the turn's first frames, one publish (and one SSE write) fewer per turn: the
+    # runtime's init message follows at once (after its MCP servers connect, if it has new ones).
     publisher.opening = [("session_start", {"sessionId": str(session.id), "version": _version()})]
     started = time.monotonic()
     status, error, tool_calls, results = Turn.Status.COMPLETED, None, 0, 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -160,6 +161,10 @@ class QueryRun:
             if last is not None:  # blocks that did arrive are part of the history
                 await self.io.emit(last)
             await self._api_error(thread, turn, getattr(exc, "status", None), exc.message)
+        except asyncio.CancelledError:
+            if last is not None:  # interrupted: a finished block is still sent, as it was before
+                await self.io.emit(last)
+            raise
         finally:
             self.totals.api_ms += int((time.monotonic() - started) * 1000)
         self.totals.add(thread.model, msg.usage, self.max_tokens)
