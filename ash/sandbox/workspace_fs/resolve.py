@@ -115,8 +115,11 @@ def _open_component(dirfd: int, name: str) -> int:
     try:
         return os.open(name, DIR_FLAGS, dir_fd=dirfd)
     except NotADirectoryError:
-        # O_DIRECTORY wins over O_NOFOLLOW for a link: report it as the link it is.
-        if stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode):
+        # O_DIRECTORY wins over O_NOFOLLOW for a link: report it as the link it is. An entry that
+        # is a directory by now was swapped under us between the two calls (a link a moment ago,
+        # since a directory cannot fail O_DIRECTORY): the same answer, not "not found".
+        mode = os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode
+        if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name) from None
         raise
 
