@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ash.runtime.model_client.client import KEEPALIVE_EXPIRY_S
 from ash.runtime.model_client.errors import TIMED_OUT, ModelConnectionError
 from ash.runtime.model_client.http11 import Response, read_head
 
-KEEPALIVE_EXPIRY_S = 5.0  # an idle connection older than this may have been closed by the server
 MAX_IDLE_PER_ORIGIN = 8
 
 
