@@ -84,6 +84,8 @@ class BridgeIO:
         self.pending: dict[str, asyncio.Future[PermissionAnswer]] = {}
 
     async def emit(self, message: dict[str, Any], *, hold: bool = False) -> None:
+        # A result is a query's last message and its `done` follows at once (_run): one write.
+        hold = hold or message.get("type") == "result"
         await self.server.send(p.MessageEv(self.qid, message), hold=hold)
 
     async def error(self, text: str, code: str = "engine_error") -> None:
