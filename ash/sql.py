@@ -99,9 +99,11 @@ def _where(conn: Any, fields: tuple[Field, ...], values: Sequence[Any]) -> tuple
 
 @functools.cache
 def _readers(model: type[Model], names: tuple[str, ...], alias: str) -> tuple[str, tuple[str, ...], tuple[tuple[Any, tuple[_Converter, ...]], ...]]:
-    """Column list, attnames and each column's (expression, converters) for reading NAMES."""
+    """Column list, attnames and each column's (expression, converters) for reading NAMES, in the
+    model's field order (`Model.from_db` takes a partial row in that order)."""
     conn = connections[alias]
-    fields = _fields(model, names) if names else tuple(model._meta.concrete_fields)
+    wanted = set(_fields(model, names))
+    fields = tuple(f for f in model._meta.concrete_fields if not names or f in wanted)
     table = conn.ops.quote_name(model._meta.db_table)
     columns = ", ".join(f"{table}.{conn.ops.quote_name(f.column)}" for f in fields)
     readers = []

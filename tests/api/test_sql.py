@@ -133,3 +133,12 @@ def test_batched_writes_go_out_together_at_the_end_and_not_at_all_on_error() -> 
         sql.insert([Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=2)])
         raise RuntimeError("nothing queued is sent")
     assert Message.objects.filter(session=session).count() == 1
+
+
+def test_fields_asked_for_in_any_order_land_on_their_own_attributes() -> None:
+    session = _session(message_seq=3, event_seq=7)
+    read = sql.select_one(Session, where={"id": session.pk}, fields=("event_seq", "status", "message_seq"))
+    assert (read.event_seq, read.status, read.message_seq) == (7, "active", 3)
+    bumped = sql.update_returning(Session, where={"id": session.pk},
+                                  values={"event_seq": sql.Add(1), "message_seq": sql.Add(2)}, fields=("event_seq", "message_seq"))
+    assert (bumped.event_seq, bumped.message_seq) == (8, 5)
