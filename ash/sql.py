@@ -85,10 +85,10 @@ def _fields(model: type[Model], names: Sequence[str]) -> tuple[Field, ...]:
     return tuple(model._meta.get_field(name) for name in names)
 
 
-def _where(conn: Any, fields: tuple[Field, ...], values: Sequence[Any]) -> tuple[str, list[Any]]:
+def _where(conn: Any, model: type[Model], where: dict[str, Any]) -> tuple[str, list[Any]]:
     """`a = %s AND b IS NULL …` and its parameters (a None value is IS NULL)."""
     quote, parts, params = conn.ops.quote_name, [], []
-    for field, value in zip(fields, values, strict=True):
+    for field, value in zip(_fields(model, list(where)), where.values(), strict=True):
         if value is None:
             parts.append(f"{quote(field.column)} IS NULL")
         else:
@@ -118,7 +118,7 @@ def select_one(model: type[M], *, where: dict[str, Any], fields: Sequence[str] =
     loaded (all concrete fields by default; the others are deferred)."""
     conn = _conn(model, write=False)
     columns, attnames, readers = _readers(model, tuple(fields), conn.alias)
-    clause, params = _where(conn, _fields(model, list(where)), list(where.values()))
+    clause, params = _where(conn, model, where)
     sql = f"SELECT {columns} FROM {conn.ops.quote_name(model._meta.db_table)} WHERE {clause} LIMIT 1"
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
@@ -190,7 +190,7 @@ def _update_sql(conn: Any, model: type[Model], where: dict[str, Any], values: di
         else:
             sets.append(f"{quote(field.column)} = %s")
             params.append(field.get_db_prep_save(value, conn))
-    clause, where_params = _where(conn, _fields(model, list(where)), list(where.values()))
+    clause, where_params = _where(conn, model, where)
     return f"UPDATE {quote(model._meta.db_table)} SET {', '.join(sets)} WHERE {clause}", params + where_params
 
 

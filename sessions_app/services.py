@@ -33,20 +33,13 @@ def session_sequences_allocate(*, session_id: Any, **counts: int) -> dict[str, i
     conn = transaction.get_connection()
     if not conn.in_atomic_block:
         raise RuntimeError("sequence allocation must happen inside transaction.atomic()")
-    # One statement (UPDATE … RETURNING: PostgreSQL, SQLite >= 3.35) instead of an UPDATE and a
-    # SELECT per counter: this runs for every stored message and event.
-    meta, quote = Session._meta, conn.ops.quote_name
-    columns = [quote(meta.get_field(name).column) for name in counts]
-    with conn.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(meta.db_table)} SET {', '.join(f'{c} = {c} + %s' for c in columns)} "
-            f"WHERE {quote(meta.pk.column)} = %s RETURNING {', '.join(columns)}",
-            [*counts.values(), meta.pk.get_db_prep_value(session_id, conn)],
-        )
-        row = cursor.fetchone()
+    # One statement (UPDATE … RETURNING) instead of an UPDATE and a SELECT per counter: this runs
+    # for every stored message and event.
+    row = sql.update_returning(Session, where={"id": session_id},
+                               values={name: sql.Add(count) for name, count in counts.items()}, fields=tuple(counts))
     if row is None:
         raise Session.DoesNotExist(f"session {session_id} not found")
-    return {name: last - count + 1 for (name, count), last in zip(counts.items(), row, strict=True)}
+    return {name: getattr(row, name) - count + 1 for name, count in counts.items()}
 
 
 def session_sequence_allocate(*, session_id: Any, counter: str, count: int = 1) -> int:
