@@ -154,21 +154,20 @@ class RunnerHost:
         future = asyncio.run_coroutine_threadsafe(pump(), self.loop)
         try:
             while True:
-                batch: list[T] = []
-                kind, value = q.get()
-                while True:
-                    if kind != "item":
-                        if batch:
-                            yield batch
-                        if kind == "error":
-                            raise value
-                        return
-                    batch.append(value)
+                entries = [q.get()]  # then whatever else is there, up to the end marker
+                while entries[-1][0] == "item":
                     try:
-                        kind, value = q.get_nowait()
+                        entries.append(q.get_nowait())
                     except thread_queue.Empty:
                         break
-                yield batch
+                batch: list[T] = [value for kind, value in entries if kind == "item"]
+                if batch:
+                    yield batch
+                kind, value = entries[-1]
+                if kind == "error":
+                    raise value
+                if kind == "done":
+                    return
         finally:
             if not future.done():
                 future.cancel()
