@@ -1,7 +1,7 @@
 """The conversation (history + SDK session id) persisted in the workspace.
 
-Two files under `.ash/`: `conversation.json`, small state rewritten atomically (session id,
-todos, shell cwd, query count), and `conversation.jsonl`, the Messages API history as an
+Two files under `.ash/`: `conversation.json`, small state rewritten atomically when it changes
+(session id, todos, shell cwd), and `conversation.jsonl`, the Messages API history as an
 append-only journal of the messages in the order they were added. A save appends only what is
 new, so a turn costs the same on the first query and the thousandth; loading replays the
 journal (merging consecutive user messages, as `append` does). A line torn by a crash mid-write
@@ -32,7 +32,6 @@ class Conversation:
     messages: list[dict[str, Any]] = field(default_factory=list)  # Messages API history
     todos: list[dict[str, Any]] = field(default_factory=list)
     shell_cwd: str | None = None
-    queries: int = 0
     _unsaved: list[dict[str, Any]] = field(default_factory=list, repr=False)  # journal lines to write
     _rewrite: bool = field(default=False, repr=False)  # the journal must be written afresh
     _written_state: str = field(default="", repr=False)
@@ -50,7 +49,7 @@ class Conversation:
             if version not in (STATE_VERSION, LEGACY_VERSION):
                 raise ValueError(f"unsupported state version {version!r}")
             conv = cls(path, str(data["session_id"]), [], list(data.get("todos") or []),
-                       data.get("shell_cwd"), int(data.get("queries") or 0))
+                       data.get("shell_cwd"))
             if version == LEGACY_VERSION:
                 conv.messages = list(data["messages"])
                 conv._rewrite = True  # into the journal at the next save
@@ -89,8 +88,7 @@ class Conversation:
                 fh.write("".join(_line(m) for m in self._unsaved))
         self._unsaved.clear()
         state = json.dumps({"version": STATE_VERSION, "session_id": self.session_id,
-                            "todos": self.todos, "shell_cwd": self.shell_cwd,
-                            "queries": self.queries}, separators=(",", ":"))
+                            "todos": self.todos, "shell_cwd": self.shell_cwd}, separators=(",", ":"))
         if state != self._written_state:
             _replace(self.path, state)
             self._written_state = state

@@ -39,10 +39,23 @@ def test_consecutive_user_messages_merge_in_memory_and_after_reload(tmp_path: Pa
 
 def test_state_fields_survive_a_reload(tmp_path: Path) -> None:
     conv = _conv(tmp_path)
-    conv.todos, conv.shell_cwd, conv.queries = [{"content": "t", "status": "pending"}], "/workspace/sub", 3
+    conv.todos, conv.shell_cwd = [{"content": "t", "status": "pending"}], "/workspace/sub"
     conv.save()
     again = _conv(tmp_path)
-    assert (again.todos, again.shell_cwd, again.queries) == (conv.todos, "/workspace/sub", 3)
+    assert (again.todos, again.shell_cwd) == (conv.todos, "/workspace/sub")
+
+
+def test_the_state_file_is_rewritten_only_when_it_changes(tmp_path: Path) -> None:
+    conv = _conv(tmp_path)
+    conv.append({"role": "user", "content": "x"})
+    conv.save()
+    first = conv.path.stat().st_ino
+    conv.append({"role": "assistant", "content": [{"type": "text", "text": "y"}]})
+    conv.save()  # only the journal grows: the state file is the same inode
+    assert conv.path.stat().st_ino == first
+    conv.shell_cwd = "/workspace/sub"
+    conv.save()
+    assert conv.path.stat().st_ino != first and _conv(tmp_path).shell_cwd == "/workspace/sub"
 
 
 def test_a_torn_last_line_is_dropped_and_the_journal_repaired(tmp_path: Path) -> None:

@@ -153,7 +153,6 @@ class NativeEngine:
             model=model, permission_mode=mode, mcp_servers=self.mcp.statuses(),
             agents=list(available_agents(opts.agents)), betas=opts.betas))
         self.repair_history()
-        self.conv.queries += 1
         self.conv.append({"role": "user", "content": prompt})
         self.conv.save()  # a runtime killed mid-query still has the prompt on restart
         thread = Thread(self.conv.messages, system, model, tool_defs,
