@@ -10,10 +10,12 @@ execute wrappers). The rows written and the instances read are the ones the ORM 
 Only plain shapes are supported: equality (or IS NULL) conditions joined with AND, SET to values,
 multi-row INSERT. Anything richer stays in the ORM.
 
-`batched()` sends the writes nobody reads a result of (inserts, updates whose count is not
-needed) together at the end of a block: one round trip on PostgreSQL, where each costs ~0.5 ms
-on the bench machine (Django's client-side binding cursors take several statements in one
-execute); one by one on SQLite, which has no round trips.
+`batched()` sends the writes of a block together when it ends, as one transaction: one round
+trip on PostgreSQL, where each costs ~0.5 ms on the bench machine (Django's client-side binding
+cursors take several statements in one execute, and PostgreSQL runs such a query as one
+transaction, its commit included); one by one inside `transaction.atomic()` on SQLite, which
+has no round trips. Values the block's own writes decide are read in the statements themselves:
+`Counter` (a number an earlier `Add` reserved) and `Exists` (insert only if a row matches).
 """
 
 from __future__ import annotations
@@ -25,51 +27,70 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 _Converter = Any
-_batch: contextvars.ContextVar[list[tuple[Any, str, list[Any]]] | None] = contextvars.ContextVar("ash_sql_batch", default=None)
+_batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("ash_sql_batch", default=None)
+
+
+class Batch:
+    """The writes `batched()` queued; after the block, each statement's row count, in order."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[Any, str, list[Any]]] = []
+        self.rowcounts: list[int] = []
 
 
 @contextlib.contextmanager
-def batched() -> Iterator[None]:
-    """Inside the block, `insert` and `update(..., batch=True)` are queued and sent together when
-    it ends (in order, on the connection each would have used). Their rows are not visible to
-    reads inside the block, so use it for a transaction's final writes. Nothing is sent if the
-    block raises."""
-    if _batch.get() is not None:
-        yield  # already inside a batch: it sends these too
+def batched() -> Iterator[Batch]:
+    """Inside the block, `insert` and `update(..., batch=True)` are queued, then sent together
+    when it ends, in order, as one transaction (or as part of the caller's, inside
+    `transaction.atomic()`). Their rows are not visible to reads inside the block. Nothing is
+    sent if the block raises. A nested block joins the outer one."""
+    outer = _batch.get()
+    if outer is not None:
+        yield outer  # the outermost block sends these too
         return
-    queued: list[tuple[Any, str, list[Any]]] = []
-    token = _batch.set(queued)
+    batch = Batch()
+    token = _batch.set(batch)
     try:
-        yield
+        yield batch
     finally:
         _batch.reset(token)
-    _send(queued)
+    _send(batch)
 
 
-def _send(queued: list[tuple[Any, str, list[Any]]]) -> None:
+def in_batch() -> bool:
+    return _batch.get() is not None
+
+
+def _send(batch: Batch) -> None:
     by_conn: dict[str, list[tuple[str, list[Any]]]] = {}
-    for conn, sql, params in queued:
+    for conn, sql, params in batch.queued:
         by_conn.setdefault(conn.alias, []).append((sql, params))
     for alias, statements in by_conn.items():
         conn = connections[alias]
-        with conn.cursor() as cursor:
-            if conn.vendor == "postgresql" and len(statements) > 1:
+        if conn.vendor == "postgresql" and len(statements) > 1:
+            # One simple query: part of the open transaction, or its own (commit included).
+            with conn.cursor() as cursor:
                 cursor.execute(";\n".join(s for s, _ in statements), [p for _, params in statements for p in params])
-            else:
-                for sql, params in statements:
-                    cursor.execute(sql, params)
+                batch.rowcounts.append(cursor.rowcount)
+                while cursor.nextset():
+                    batch.rowcounts.append(cursor.rowcount)
+            continue
+        with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                batch.rowcounts.append(cursor.rowcount)
 
 
 def _run(conn: Any, sql: str, params: list[Any], *, batch: bool) -> int | None:
     """Execute now (the row count), or queue it in the open batch (None)."""
-    queued = _batch.get() if batch else None
-    if queued is not None:
-        queued.append((conn, sql, params))
+    open_batch = _batch.get() if batch else None
+    if open_batch is not None:
+        open_batch.queued.append((conn, sql, params))
         return None
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
@@ -194,32 +215,76 @@ def _update_sql(conn: Any, model: type[Model], where: dict[str, Any], values: di
     return f"UPDATE {quote(model._meta.db_table)} SET {', '.join(sets)} WHERE {clause}", params + where_params
 
 
+@dataclass(frozen=True)
+class Counter:
+    """An `insert` value read in the statement: FIELD of the MODEL row with primary key PK, plus
+    OFFSET. After an `update(..., values={FIELD: Add(n)}, batch=True)` of that row in the same
+    batch, OFFSET -n+1 … 0 are the numbers it reserved."""
+
+    model: type[Model]
+    field: str
+    pk: Any
+    offset: int = 0
+
+    def __add__(self, n: int) -> Counter:
+        return Counter(self.model, self.field, self.pk, self.offset + n)
+
+
+@dataclass(frozen=True)
+class Exists:
+    """An `insert` condition: only if a MODEL row matches WHERE (equality / IS NULL) when the
+    statement runs."""
+
+    model: type[Model]
+    where: dict[str, Any]
+
+
 @functools.cache
-def _insert_sql(model: type[Model], rows: int, alias: str) -> tuple[str, tuple[Field, ...]]:
+def _insert_head(model: type[Model], alias: str) -> tuple[str, tuple[Field, ...]]:
     conn = connections[alias]
     fields = tuple(f for f in model._meta.concrete_fields if not f.generated and not (f.primary_key and f.db_returning))
     quote = conn.ops.quote_name
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES {', '.join([one] * rows)}")
-    return sql, fields
+    return f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})", fields
 
 
-def insert(objs: Sequence[Model]) -> None:
+def insert(objs: Sequence[Model], *, when: Exists | None = None) -> None:
     """INSERT OBJS (instances of one model, primary keys set by their defaults) in one statement,
-    with the fields' pre_save (auto_now_add) and database preparation, as `bulk_create` does.
-    Inside `batched()` it is queued."""
+    with the fields' pre_save (auto_now_add) and database preparation, as `bulk_create` does;
+    a field may hold a `Counter`. WHEN: one object, inserted only if that row exists. Inside
+    `batched()` it is queued."""
     if not objs:
         return
     model = type(objs[0])
     if any(type(obj) is not model for obj in objs):
         raise TypeError("insert() takes instances of one model")
+    if when is not None and len(objs) != 1:
+        raise ValueError("a conditional insert takes one object")
     conn = _conn(model, write=True)
-    sql, fields = _insert_sql(model, len(objs), conn.alias)
-    params = []
+    head, fields = _insert_head(model, conn.alias)
+    rows, params = [], []
     for obj in objs:
+        marks = []
         for field in fields:
-            params.append(field.get_db_prep_save(field.pre_save(obj, True), conn))
+            value = field.pre_save(obj, True)
+            if isinstance(value, Counter):
+                marks.append(_counter_sql(conn, value, params))
+            else:
+                marks.append("%s")
+                params.append(field.get_db_prep_save(value, conn))
+        rows.append(", ".join(marks))
         obj._state.adding = False
         obj._state.db = conn.alias
+    if when is None:
+        sql = f"{head} VALUES " + ", ".join(f"({row})" for row in rows)
+    else:
+        clause, where_params = _where(conn, when.model, when.where)
+        sql = f"{head} SELECT {rows[0]} WHERE EXISTS (SELECT 1 FROM {conn.ops.quote_name(when.model._meta.db_table)} WHERE {clause})"
+        params += where_params
     _run(conn, sql, params, batch=True)
+
+
+def _counter_sql(conn: Any, counter: Counter, params: list[Any]) -> str:
+    quote, meta = conn.ops.quote_name, counter.model._meta
+    params += [meta.pk.get_db_prep_value(counter.pk, conn, prepared=False), counter.offset]
+    return (f"(SELECT {quote(meta.get_field(counter.field).column)} FROM {quote(meta.db_table)} "
+            f"WHERE {quote(meta.pk.column)} = %s) + %s")

@@ -23,10 +23,9 @@ from sessions_app.derive import derive
 from sessions_app.models import Message, Session, SessionEvent, Turn
 from sessions_app.services import (
     session_event_record,
-    session_message_record,
     session_options,
     session_runner_id,
-    session_sequences_allocate,
+    session_sequences_reserve,
 )
 from usage_app.models import UsageEvent
 from usage_app.services import usage_events_record
@@ -42,25 +41,25 @@ def turn_start(*, session: Session, prompt: Any, options: dict[str, Any], source
         raise BadRequest(f"Session is {session.status}")
     runner_id = session_runner_id(session)
     turn = Turn(tenant_id=session.tenant_id, session=session, prompt=prompt, options=options, source=source)
-    # The inserts go out together after the claim (one round trip on PostgreSQL); the claim's
-    # reference to the not yet inserted turn is checked at commit (deferred foreign key).
-    with transaction.atomic(), sql.batched():
-        sql.insert([turn])
-        # Claim the session and number the user message in one statement.
-        claimed = sql.update_returning(
-            Session, where={"id": session.pk, "status": Session.Status.ACTIVE, "active_turn": None},
-            values={"active_turn": turn.pk, "last_turn": turn.pk, "last_active_at": timezone.now(),
-                    "message_seq": sql.Add(1)},
-            fields=("id", "message_seq"),
-        )
-        if claimed is None:
-            current = Session.objects.filter(pk=session.pk).values_list("status", "active_turn_id").first()
-            if current and current[0] != Session.Status.ACTIVE:
-                raise BadRequest(f"Session is {current[0]}")
-            raise Conflict("A turn is already running in this session")
-        session_message_record(session=session, role=Message.Role.USER, content={"type": "user", "content": prompt},
-                               sequence=claimed.message_seq)
-        transaction.on_commit(lambda: _dispatch_turn(str(turn.id), runner_id))
+    claimed = {"id": session.pk, "active_turn": turn.pk}
+    # One transaction, one round trip on PostgreSQL: claim the session and number the user
+    # message; the turn and the message are written only if the claim took (the session's
+    # reference to the turn is checked at commit: a deferred foreign key).
+    with sql.batched() as batch:
+        sql.update(Session, where={"id": session.pk, "status": Session.Status.ACTIVE, "active_turn": None},
+                   values={"active_turn": turn.pk, "last_turn": turn.pk, "last_active_at": timezone.now(),
+                           "message_seq": sql.Add(1)}, batch=True)
+        sql.insert([turn], when=sql.Exists(Session, claimed))
+        sql.insert([Message(session_id=session.pk, tenant_id=session.tenant_id, role=Message.Role.USER,
+                            content=json.dumps({"type": "user", "content": prompt}, separators=(",", ":")),
+                            sequence=sql.Counter(Session, "message_seq", session.pk))],
+                   when=sql.Exists(Session, claimed))
+    if not batch.rowcounts[0]:
+        current = Session.objects.filter(pk=session.pk).values_list("status", "active_turn_id").first()
+        if current and current[0] != Session.Status.ACTIVE:
+            raise BadRequest(f"Session is {current[0]}")
+        raise Conflict("A turn is already running in this session")
+    transaction.on_commit(lambda: _dispatch_turn(str(turn.id), runner_id))  # at once unless in a caller's transaction
     return turn
 
 
@@ -137,7 +136,7 @@ def turn_run(*, turn_id: str) -> str:
         _after_sandbox_failure(session, host, error)
     finally:
         final: Any = sql.IfTrue("interrupt_requested", Turn.Status.INTERRUPTED, status) if interruptible else status
-        with transaction.atomic(), sql.batched():  # one commit for the turn's end; writes sent together
+        with sql.batched():  # the turn's end: one transaction, sent together
             # The last messages (with the result, for a turn that ended normally) and the usage of
             # model calls no message has stored yet.
             frames, calls = publisher.store([*pending, *([held_result] if held_result is not None else [])])
@@ -219,24 +218,24 @@ class _Publisher:
         list. Returns the tool calls they made."""
         if not messages:
             return 0
-        with transaction.atomic():
-            frames, tool_calls = self.store(messages)
+        frames, tool_calls = self.store(messages)
         messages.clear()
         self.publish(frames)
         return tool_calls
 
     def store(self, messages: list[dict[str, Any]]) -> tuple[list[tuple[str, Any]], int]:
-        """Persist MESSAGES, in order, and the pending model-call usage (in the caller's
-        transaction); their frames, for the caller to publish, and the tool calls they made."""
+        """Persist MESSAGES, in order, and the pending model-call usage, in one transaction (or
+        the caller's `sql.batched()`); their frames, for the caller to publish, and the tool
+        calls they made."""
         session = self.session
         derived = [derive(message) for message in messages]
         rows = [message for message, d in zip(messages, derived, strict=True) if d.store_message]
         events = [event for d in derived for event in d.events]
-        with transaction.atomic(savepoint=False), sql.batched():  # the inserts go out together
+        with sql.batched():
             self.store_usage()
             counts = {name: n for name, n in (("message_seq", len(rows)), ("event_seq", len(events))) if n}
             if counts:
-                first = session_sequences_allocate(session_id=session.pk, **counts)
+                first = session_sequences_reserve(session_id=session.pk, **counts)
                 sql.insert([
                     Message(session_id=session.pk, tenant_id=session.tenant_id, role=Message.Role.ASSISTANT,
                             content=json.dumps(message, separators=(",", ":")), sequence=first["message_seq"] + i)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from ash import sql
 from usage_app.models import UsageEvent
 
@@ -15,8 +13,7 @@ def usage_events_record(*, tenant_id: str, session_id: str, agent_name: str, mod
         for event_type, value in values.items()
         if value
     ]
-    with transaction.atomic(savepoint=False):  # inside a caller's transaction: part of it, no savepoint
-        sql.insert(rows)
+    sql.insert(rows)  # one statement: atomic on its own, or queued in the caller's sql.batched()
     return len(rows)
 
 

@@ -9,12 +9,14 @@ import pytest
 from django.db import connection, transaction
 
 from agents_app.models import Agent
+from ash import sql
 from sessions_app.models import Message, Session, SessionEvent
 from sessions_app.services import (
     session_event_record,
     session_message_record,
     session_sequence_allocate,
     session_sequences_allocate,
+    session_sequences_reserve,
 )
 
 THREADS = 8
@@ -128,3 +130,50 @@ def test_allocation_outside_a_transaction_is_refused():
     with pytest.raises(RuntimeError, match="inside transaction.atomic"):
         session_sequence_allocate(session_id=session.pk, counter="event_seq")
     assert not Message.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reservations_in_batches_are_gapless_and_keep_each_batchs_order():
+    """The turn's way: the counter update and the rows numbered from it in one batch (one round
+    trip on PostgreSQL), many writers at once."""
+    session = _session()
+    start = threading.Barrier(THREADS)
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            start.wait(timeout=10)
+            for i in range(EVENTS_PER_THREAD):
+                with sql.batched():
+                    first = session_sequences_reserve(session_id=session.pk, event_seq=2, message_seq=1)
+                    sql.insert([SessionEvent(session_id=session.pk, tenant_id="seq", type="text", data=f"{index}:{i}:{k}",
+                                             sequence=first["event_seq"] + k) for k in range(2)])
+                    sql.insert([Message(session_id=session.pk, tenant_id="seq", role="assistant", content="{}",
+                                        sequence=first["message_seq"])])
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    total = THREADS * EVENTS_PER_THREAD
+    events = list(SessionEvent.objects.filter(session=session).order_by("sequence").values_list("sequence", "data"))
+    assert [seq for seq, _ in events] == list(range(1, 2 * total + 1))
+    for (_, a), (_, b) in zip(events[::2], events[1::2], strict=True):  # a batch's two rows are adjacent
+        assert a.endswith(":0") and b == a[:-1] + "1"
+    assert sorted(Message.objects.filter(session=session).values_list("sequence", flat=True)) == list(range(1, total + 1))
+    session.refresh_from_db()
+    assert (session.event_seq, session.message_seq) == (2 * total, total)
+
+
+@pytest.mark.django_db
+def test_reserving_needs_a_batch():
+    session = _session()
+    with pytest.raises(RuntimeError, match="sql.batched"):
+        session_sequences_reserve(session_id=session.pk, event_seq=1)

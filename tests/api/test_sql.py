@@ -142,3 +142,59 @@ def test_fields_asked_for_in_any_order_land_on_their_own_attributes() -> None:
     bumped = sql.update_returning(Session, where={"id": session.pk},
                                   values={"event_seq": sql.Add(1), "message_seq": sql.Add(2)}, fields=("event_seq", "message_seq"))
     assert (bumped.event_seq, bumped.message_seq) == (8, 5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_outside_a_transaction_is_one_transaction_and_on_postgresql_one_statement() -> None:
+    from django.db import IntegrityError, connection
+    from django.test.utils import CaptureQueriesContext
+
+    session = _session()
+    turn = Turn.objects.create(tenant_id="t1", session=session, prompt="p")
+    with CaptureQueriesContext(connection) as seen, sql.batched() as batch:
+        sql.insert([Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=1)])
+        sql.update(Turn, where={"id": turn.pk}, values={"status": "completed"}, batch=True)
+        sql.update(Turn, where={"id": uuid.uuid4()}, values={"status": "failed"}, batch=True)
+    assert batch.rowcounts == [1, 1, 0]  # each statement's rows, in order
+    writes = [q["sql"] for q in seen.captured_queries if "INSERT" in q["sql"] or "UPDATE" in q["sql"]]
+    assert len(writes) == (1 if connection.vendor == "postgresql" else 3)
+    assert Turn.objects.get(pk=turn.pk).status == "completed"
+    # All or nothing: the second insert breaks the (session, sequence) key, so the turn update
+    # before it is undone too.
+    with pytest.raises(IntegrityError), sql.batched():
+        sql.update(Turn, where={"id": turn.pk}, values={"status": "failed"}, batch=True)
+        sql.insert([Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=1)])
+    assert Turn.objects.get(pk=turn.pk).status == "completed"
+    assert Message.objects.filter(session=session).count() == 1
+    assert Turn.objects.filter(session=session).count() == 1  # the connection works on afterwards
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_read_the_numbers_an_earlier_update_of_the_batch_reserved() -> None:
+    session = _session(message_seq=4)
+    first = sql.Counter(Session, "message_seq", session.pk, offset=1 - 3)
+    with sql.batched():
+        sql.update(Session, where={"id": session.pk}, values={"message_seq": sql.Add(3)}, batch=True)
+        sql.insert([Message(session_id=session.pk, tenant_id="t1", role="assistant", content=f'"{i}"', sequence=first + i)
+                    for i in range(3)])
+    rows = list(Message.objects.filter(session=session).order_by("sequence").values_list("sequence", "content"))
+    assert rows == [(5, '"0"'), (6, '"1"'), (7, '"2"')]
+    assert Session.objects.get(pk=session.pk).message_seq == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conditional_insert_writes_only_when_its_row_matches() -> None:
+    session = _session()
+    prompt, options = [{"type": "text", "text": "hi ✓"}], {"maxTurns": 2, "nested": {"a": [1, None]}}
+    kept = Turn(tenant_id="t1", session=session, prompt=prompt, options=options, source="queue")
+    skipped = Turn(tenant_id="t1", session=session, prompt="no")
+    with sql.batched() as batch:
+        sql.insert([kept], when=sql.Exists(Session, {"id": session.pk, "status": "active"}))
+        sql.insert([skipped], when=sql.Exists(Session, {"id": session.pk, "status": "paused"}))
+    assert batch.rowcounts == [1, 0]
+    stored = Turn.objects.get(session=session)
+    assert (stored.pk, stored.prompt, stored.options, stored.source, stored.status) == (
+        kept.pk, prompt, options, "queue", "pending")
+    assert stored.created_at is not None
+    with pytest.raises(ValueError):
+        sql.insert([kept, skipped], when=sql.Exists(Session, {"id": session.pk}))
