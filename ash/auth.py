@@ -6,9 +6,11 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -73,6 +75,13 @@ def api_key_bootstrap(*, data_dir: Path) -> Path | None:
 
 def tenant_from_authorization(header: str | None) -> Tenant:
     """Resolve an Authorization header to a tenant, or raise Unauthorized (401)."""
+    return tenant_and_row(header)[0]
+
+
+def tenant_and_row(header: str | None, query: Callable[[Any], sql.Query] | None = None) -> tuple[Tenant, Any]:
+    """`tenant_from_authorization`, and the row of QUERY read in the same round trip as the key.
+    QUERY gets the caller's tenant id (a value, or an `sql.Ref` to the key's tenant read in the
+    statement, which matches nothing for an unknown key) and builds the read."""
     if not header:
         raise Unauthorized("Missing Authorization header")
     scheme, _, key = header.partition(" ")
@@ -80,15 +89,19 @@ def tenant_from_authorization(header: str | None) -> Tenant:
     if scheme != "Bearer" or not key or " " in key:
         raise Unauthorized("Invalid Authorization header format")
     if settings.ASH_API_KEY and hmac.compare_digest(key.encode(), settings.ASH_API_KEY.encode()):
-        return Tenant(tenant_id="default", api_key_id="env")
-    row = sql.select_one(ApiKey, where={"key_hash": hash_api_key(key), "revoked_at": None}, fields=("id", "tenant_id", "last_used_at"))
+        return Tenant(tenant_id="default", api_key_id="env"), sql.fetch(query("default"))[0] if query else None
+    where = {"key_hash": hash_api_key(key), "revoked_at": None}
+    queries = [sql.select(ApiKey, where=where, fields=("id", "tenant_id", "last_used_at"))]
+    if query is not None:
+        queries.append(query(sql.Ref(ApiKey, "tenant_id", where)))
+    row, *also = sql.fetch(*queries)
     if row is None:
         raise Unauthorized("Invalid API key")
     now = timezone.now()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         # At most one write per key per minute, not one per request.
         ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
-    return Tenant(tenant_id=row.tenant_id, api_key_id=str(row.id))
+    return Tenant(tenant_id=row.tenant_id, api_key_id=str(row.id)), also[0] if also else None
 
 
 class ApiKeyAuthentication(BaseAuthentication):

@@ -106,12 +106,27 @@ def _fields(model: type[Model], names: Sequence[str]) -> tuple[Field, ...]:
     return tuple(model._meta.get_field(name) for name in names)
 
 
+@dataclass(frozen=True)
+class Ref:
+    """A WHERE value read in the statement: FIELD of the MODEL row matching WHERE (NULL if none)."""
+
+    model: type[Model]
+    field: str
+    where: dict[str, Any]
+
+
 def _where(conn: Any, model: type[Model], where: dict[str, Any]) -> tuple[str, list[Any]]:
     """`a = %s AND b IS NULL …` and its parameters (a None value is IS NULL)."""
     quote, parts, params = conn.ops.quote_name, [], []
     for field, value in zip(_fields(model, list(where)), where.values(), strict=True):
         if value is None:
             parts.append(f"{quote(field.column)} IS NULL")
+        elif isinstance(value, Ref):
+            clause, ref_params = _where(conn, value.model, value.where)
+            ref_meta = value.model._meta
+            parts.append(f"{quote(field.column)} = (SELECT {quote(ref_meta.get_field(value.field).column)} "
+                         f"FROM {quote(ref_meta.db_table)} WHERE {clause})")
+            params += ref_params
         else:
             parts.append(f"{quote(field.column)} = %s")
             params.append(field.get_db_prep_value(value, conn, prepared=False))
@@ -134,17 +149,65 @@ def _readers(model: type[Model], names: tuple[str, ...], alias: str) -> tuple[st
     return columns, tuple(f.attname for f in fields), tuple(readers)
 
 
-def select_one(model: type[M], *, where: dict[str, Any], fields: Sequence[str] = ()) -> M | None:
-    """The first row of MODEL matching WHERE (equality / IS NULL), as an instance with FIELDS
-    loaded (all concrete fields by default; the others are deferred)."""
+@dataclass(frozen=True)
+class Query:
+    """One statement that reads (at most) one row back, built for `fetch`."""
+
+    model: type[Model]
+    conn: Any
+    sql: str
+    params: list[Any]
+    attnames: tuple[str, ...]
+    readers: Any
+
+
+def select(model: type[Model], *, where: dict[str, Any], fields: Sequence[str] = ()) -> Query:
+    """The first row of MODEL matching WHERE (equality / IS NULL / Ref), with FIELDS loaded (all
+    concrete fields by default; the others are deferred)."""
     conn = _conn(model, write=False)
     columns, attnames, readers = _readers(model, tuple(fields), conn.alias)
     clause, params = _where(conn, model, where)
     sql = f"SELECT {columns} FROM {conn.ops.quote_name(model._meta.db_table)} WHERE {clause} LIMIT 1"
+    return Query(model, conn, sql, params, attnames, readers)
+
+
+def update_and_read(model: type[Model], *, where: dict[str, Any], values: dict[str, Any],
+                    fields: Sequence[str] = ()) -> Query:
+    """`update` of one row, chosen by its primary key in WHERE, read back in the same statement
+    (RETURNING: PostgreSQL, SQLite >= 3.35) as it is after the update, with FIELDS loaded."""
+    if model._meta.pk.name not in where:
+        raise ValueError(f"update_returning needs {model.__name__}'s primary key in WHERE")
+    conn = _conn(model, write=True)
+    columns, attnames, readers = _readers(model, tuple(fields), conn.alias)
+    sql, params = _update_sql(conn, model, where, values)
+    return Query(model, conn, f"{sql} RETURNING {columns}", params, attnames, readers)
+
+
+def fetch(*queries: Query) -> list[Any]:
+    """Run QUERIES in order; each one's row as an instance, or None. On PostgreSQL they go in one
+    round trip (one transaction of their own outside `transaction.atomic()`), so a later query
+    sees what an earlier one wrote; on SQLite one after the other."""
+    conn = queries[0].conn
+    if any(q.conn.alias != conn.alias for q in queries):
+        raise ValueError("fetch() takes queries on one database")
+    rows: list[Any] = []
     with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else _instance(model, conn, attnames, readers, row)
+        if conn.vendor == "postgresql" and len(queries) > 1:
+            cursor.execute(";\n".join(q.sql for q in queries), [p for q in queries for p in q.params])
+            rows.append(cursor.fetchone())
+            while cursor.nextset():
+                rows.append(cursor.fetchone())
+        else:
+            for q in queries:
+                cursor.execute(q.sql, q.params)
+                rows.append(cursor.fetchone())
+    return [None if row is None else _instance(q.model, conn, q.attnames, q.readers, row)
+            for q, row in zip(queries, rows, strict=True)]
+
+
+def select_one(model: type[M], *, where: dict[str, Any], fields: Sequence[str] = ()) -> M | None:
+    """`select`, run: the row as an instance, or None."""
+    return fetch(select(model, where=where, fields=fields))[0]
 
 
 def _instance(model: type[M], conn: Any, attnames: tuple[str, ...], readers: Any, row: Sequence[Any]) -> M:
@@ -183,18 +246,8 @@ def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any],
 
 def update_returning(model: type[M], *, where: dict[str, Any], values: dict[str, Any],
                      fields: Sequence[str] = ()) -> M | None:
-    """`update` of one row, chosen by its primary key in WHERE, and reading it back in the same
-    statement (RETURNING: PostgreSQL, SQLite >= 3.35): the row as it is after the update, with
-    FIELDS loaded (all by default); None when no row matched."""
-    if model._meta.pk.name not in where:
-        raise ValueError(f"update_returning needs {model.__name__}'s primary key in WHERE")
-    conn = _conn(model, write=True)
-    columns, attnames, readers = _readers(model, tuple(fields), conn.alias)
-    sql, params = _update_sql(conn, model, where, values)
-    with conn.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {columns}", params)
-        row = cursor.fetchone()
-    return None if row is None else _instance(model, conn, attnames, readers, row)
+    """`update_and_read`, run: the row as it is after the update, or None when none matched."""
+    return fetch(update_and_read(model, where=where, values=values, fields=fields))[0]
 
 
 def _update_sql(conn: Any, model: type[Model], where: dict[str, Any], values: dict[str, Any]) -> tuple[str, list[Any]]:

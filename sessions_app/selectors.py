@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db.models import QuerySet
 
@@ -21,7 +22,15 @@ def session_list(*, tenant_id: str, agent_name: str | None = None, status: str |
 
 
 def session_get(*, tenant_id: str, session_id: uuid.UUID) -> Session:
-    session = sql.select_one(Session, where={"tenant_id": tenant_id, "id": session_id})  # on every session call
+    return session_found(sql.fetch(session_select(tenant_id=tenant_id, session_id=session_id))[0])  # on every session call
+
+
+def session_select(*, tenant_id: Any, session_id: uuid.UUID) -> sql.Query:
+    """The read of `session_get`, to run with others (TENANT_ID may be an `sql.Ref`)."""
+    return sql.select(Session, where={"tenant_id": tenant_id, "id": session_id})
+
+
+def session_found(session: Session | None) -> Session:
     if session is None:
         raise NotFound("Session not found")
     return session

@@ -74,11 +74,13 @@ def turn_run(*, turn_id: str) -> str:
     """Runner side: run a dispatched turn to completion. Idempotent: only a pending turn runs."""
     from sessions_app.runner import get_host
 
-    turn = sql.update_returning(Turn, where={"id": turn_id, "status": Turn.Status.PENDING},
-                                values={"status": Turn.Status.RUNNING, "started_at": timezone.now()})
+    turn, session = sql.fetch(  # the claim and the session: one round trip
+        sql.update_and_read(Turn, where={"id": turn_id, "status": Turn.Status.PENDING},
+                            values={"status": Turn.Status.RUNNING, "started_at": timezone.now()}),
+        sql.select(Session, where={"id": sql.Ref(Turn, "session", {"id": turn_id})}))
     if turn is None:
         return "skipped"
-    session = turn.session = sql.select_one(Session, where={"id": turn.session_id})
+    turn.session = session
     host = get_host()
     publisher = _Publisher(turn, host)
     # Goes out with the turn's first frames, one publish (and one SSE write) fewer per turn: the

@@ -183,3 +183,31 @@ def test_a_used_key_records_when_it_was_last_used(make_client):
     assert client.get("/api/agents").status_code == 200
     row.refresh_from_db()
     assert row.last_used_at == first  # at most one write per minute
+
+
+@pytest.mark.django_db(transaction=True)  # the streaming view reads on its own thread's connection
+@pytest.mark.parametrize("session_id", ["not-a-uuid", str(uuid.uuid4())])
+def test_starting_a_turn_checks_the_key_before_the_session(db, anon, session_id):
+    """The key and the session are read together; a bad key is still a 401, whatever the id."""
+    path = f"/api/sessions/{session_id}/messages"
+    assert_error(anon.post(path, {"content": "hi"}, format="json", HTTP_AUTHORIZATION="Bearer ash_nope"), 401,
+                 "Invalid API key")
+    assert_error(anon.post(path, {"content": "hi"}, format="json"), 401, "Missing Authorization header")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starting_a_turn_on_a_missing_or_foreign_session_is_404_after_the_body_is_checked(api, other_api):
+    from agents_app.models import Agent
+    from sessions_app.models import Session
+
+    agent = Agent.objects.create(tenant_id=api.tenant_id, name="turn-agent", path="/nonexistent")
+    mine = Session.objects.create(tenant_id=api.tenant_id, agent=agent, agent_name=agent.name, status="paused")
+    missing = f"/api/sessions/{uuid.uuid4()}/messages"
+    assert_error(api.post(missing, {"content": 5}, format="json"), 400)
+    assert_error(api.post(missing, {"content": "hi"}, format="json"), 404, "Session not found")
+    assert_error(api.post("/api/sessions/nope/messages", {"content": "hi"}, format="json"), 400, "Invalid id")
+    # Another tenant's session is a 404, not a 403; the owner gets past the read (a paused session: 400).
+    assert_error(other_api.post(f"/api/sessions/{mine.pk}/messages", {"content": "hi"}, format="json"), 404,
+                 "Session not found")
+    assert_error(api.post(f"/api/sessions/{mine.pk}/messages", {"content": "hi"}, format="json"), 400,
+                 "Session is paused")

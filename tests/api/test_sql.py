@@ -198,3 +198,24 @@ def test_a_conditional_insert_writes_only_when_its_row_matches() -> None:
     assert stored.created_at is not None
     with pytest.raises(ValueError):
         sql.insert([kept, skipped], when=sql.Exists(Session, {"id": session.pk}))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fetch_runs_its_queries_in_order_in_one_statement_on_postgresql() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    session = _session()
+    turn = Turn.objects.create(tenant_id="t1", session=session, prompt="p")
+    with CaptureQueriesContext(connection) as seen:
+        claimed, read = sql.fetch(
+            sql.update_and_read(Turn, where={"id": turn.pk, "status": "pending"}, values={"status": "running"}),
+            sql.select(Session, where={"id": sql.Ref(Turn, "session", {"id": turn.pk})}))
+    assert len(seen.captured_queries) == (1 if connection.vendor == "postgresql" else 2)
+    assert claimed.status == "running" and claimed.pk == turn.pk
+    assert read.pk == session.pk and read.config == session.config
+    # The claim is not repeated; a Ref to no row matches nothing.
+    again, read = sql.fetch(
+        sql.update_and_read(Turn, where={"id": turn.pk, "status": "pending"}, values={"status": "running"}),
+        sql.select(Session, where={"id": sql.Ref(Turn, "session", {"id": uuid.uuid4()})}))
+    assert again is None and read is None
