@@ -219,3 +219,24 @@ def test_fetch_runs_its_queries_in_order_in_one_statement_on_postgresql() -> Non
         sql.update_and_read(Turn, where={"id": turn.pk, "status": "pending"}, values={"status": "running"}),
         sql.select(Session, where={"id": sql.Ref(Turn, "session", {"id": uuid.uuid4()})}))
     assert again is None and read is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_values_written_as_literals_in_big_batches_come_back_unchanged() -> None:
+    """Past psycopg's own parse cache (over 50 values) the values are merged into the SQL text
+    by ash.sql: quotes, backslashes, placeholders and JSON inside values must survive."""
+    session = _session()
+    tricky = ["it's", 'say "%s"', "back\\slash \\x00", "%(name)s %% 100%", "ünïcødé ✓ 🙂", "'); DROP TABLE x; --", ""]
+    turn = Turn(tenant_id="t1", session=session, prompt=[{"type": "text", "text": t} for t in tricky],
+                options={"k'": tricky})
+    messages = [Message(session_id=session.pk, tenant_id="t1", role="assistant", content=text, sequence=i + 1)
+                for i, text in enumerate(tricky * 3)]
+    with sql.batched():
+        sql.insert([turn])
+        sql.insert(messages)
+        sql.update(Turn, where={"id": turn.pk}, values={"error": tricky[1], "finished_at": None}, batch=True)
+    stored = Turn.objects.get(pk=turn.pk)
+    assert stored.prompt == turn.prompt and stored.options == turn.options and stored.error == tricky[1]
+    assert list(Message.objects.filter(session=session).order_by("sequence").values_list("content", flat=True)) == tricky * 3
+    read = sql.select_one(Turn, where={"id": turn.pk, "error": tricky[1]})
+    assert read is not None and read.prompt == turn.prompt
