@@ -7,12 +7,15 @@ files) with the full `MIDDLEWARE`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import re
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ash.settings")
 
 import django  # noqa: E402
+from asgiref.sync import ThreadSensitiveContext  # noqa: E402
 
 django.setup()
 
@@ -60,9 +63,22 @@ request_started.disconnect(close_old_connections)
 request_started.disconnect(reset_queries)
 
 
+# The async session views (sessions_app.streaming) do their database work on their own
+# executor. The one thread-sensitive call Django makes for them, closing the response, would start
+# a thread per request (and another to join it); a shared thread serves them all.
+ASYNC_VIEW_PATH = re.compile(r"/api/sessions/[^/]+/(messages|stream|interrupt)")
+_async_view_close = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ash-response-close")
+
+
 async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    app = _api if scope["type"] == "http" and is_api_path(scope.get("path", "")) else _site
-    await app(scope, receive, send)
+    path = scope.get("path", "")
+    if scope["type"] != "http" or not is_api_path(path):
+        await _site(scope, receive, send)
+    elif ASYNC_VIEW_PATH.fullmatch(path):
+        async with ThreadSensitiveContext(executor=_async_view_close):
+            await _api(scope, receive, send)
+    else:
+        await _api(scope, receive, send)
 
 
 application = BodyLimitASGI(_route)

@@ -221,3 +221,31 @@ def test_chunked_body_over_the_limit_is_413_without_the_asgi_wrapper(rf, setting
     response = BodySizeLimitMiddleware(lambda r: None).process_request(_chunked_request(rf, b"x" * 11))
     assert response.status_code == 413
     assert json.loads(response.content) == {"error": "Request body too large (limit 10 bytes)", "statusCode": 413}
+
+
+async def test_the_async_session_views_close_their_responses_on_one_shared_thread():
+    """Django closes a response on a thread-sensitive executor: a new thread per request unless
+    the view runs in ash.asgi's shared context (the async session views)."""
+    import threading
+    import uuid
+
+    from django.core.signals import request_finished
+
+    from ash.asgi import application
+
+    closed_on: list[tuple[str, str]] = []
+
+    def record(sender: Any, **kwargs: Any) -> None:
+        closed_on.append(threading.current_thread().name)
+
+    request_finished.connect(record)
+    try:
+        paths = [f"/api/sessions/{uuid.uuid4()}/{view}" for view in ("messages", "stream", "interrupt", "messages")]
+        for path in [*paths, "/api/agents", "/api/agents"]:
+            status, _, _ = await _call(application, path, [b"{}"])
+            assert status in (401, 405)  # no key, or not a POST view: answered either way
+    finally:
+        request_finished.disconnect(record)
+    shared, other = closed_on[:4], closed_on[4:]
+    assert len(set(shared)) == 1 and shared[0].startswith("ash-response-close"), closed_on
+    assert len(other) == 2 and not any(name.startswith("ash-response-close") for name in other)
