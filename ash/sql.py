@@ -37,11 +37,22 @@ _batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("ash_sql_b
 
 
 class Batch:
-    """The writes `batched()` queued; after the block, each statement's row count, in order."""
+    """The writes `batched()` queued; after the block, each statement's row count, in order
+    (consecutive inserts into one table are one statement)."""
 
     def __init__(self) -> None:
         self.queued: list[tuple[Any, str, list[Any]]] = []
         self.rowcounts: list[int] = []
+        self._last_insert: str | None = None  # the head of the last queued statement, if an insert
+
+    def add(self, conn: Any, sql: str, params: list[Any], *, insert_head: str | None = None) -> None:
+        last = self.queued[-1] if self.queued else None
+        if insert_head is not None and insert_head == self._last_insert and last is not None and last[0].alias == conn.alias:
+            # More rows for the insert just queued: one statement.
+            self.queued[-1] = (conn, f"{last[1]}, {sql[len(insert_head) + len(' VALUES '):]}", last[2] + params)
+        else:
+            self.queued.append((conn, sql, params))
+        self._last_insert = insert_head
 
 
 @contextlib.contextmanager
@@ -87,11 +98,11 @@ def _send(batch: Batch) -> None:
                 batch.rowcounts.append(cursor.rowcount)
 
 
-def _run(conn: Any, sql: str, params: list[Any], *, batch: bool) -> int | None:
+def _run(conn: Any, sql: str, params: list[Any], *, batch: bool, insert_head: str | None = None) -> int | None:
     """Execute now (the row count), or queue it in the open batch (None)."""
     open_batch = _batch.get() if batch else None
     if open_batch is not None:
-        open_batch.queued.append((conn, sql, params))
+        open_batch.add(conn, sql, params, insert_head=insert_head)
         return None
     with conn.cursor() as cursor:
         _execute(conn, cursor, sql, params)
@@ -267,6 +278,15 @@ class IfTrue:
 
 
 @dataclass(frozen=True)
+class IfEqual:
+    """An `update` value decided in the statement: THEN where the column being set equals VALUE,
+    else the column unchanged (`CASE WHEN col = … THEN … ELSE col END`)."""
+
+    value: Any
+    then: Any
+
+
+@dataclass(frozen=True)
 class Add:
     """An `update` value: the column's current value plus N (a counter)."""
 
@@ -294,6 +314,10 @@ def _update_sql(conn: Any, model: type[Model], where: dict[str, Any], values: di
         if isinstance(value, Add):
             sets.append(f"{quote(field.column)} = {quote(field.column)} + %s")
             params.append(value.n)
+        elif isinstance(value, IfEqual):
+            col = quote(field.column)
+            sets.append(f"{col} = CASE WHEN {col} = %s THEN %s ELSE {col} END")
+            params += [field.get_db_prep_save(value.value, conn), field.get_db_prep_save(value.then, conn)]
         elif isinstance(value, IfTrue):
             flag = quote(model._meta.get_field(value.flag).column)
             sets.append(f"{quote(field.column)} = CASE WHEN {flag} THEN %s ELSE %s END")
@@ -341,7 +365,7 @@ def insert(objs: Sequence[Model], *, when: Exists | None = None) -> None:
     """INSERT OBJS (instances of one model, primary keys set by their defaults) in one statement,
     with the fields' pre_save (auto_now_add) and database preparation, as `bulk_create` does;
     a field may hold a `Counter`. WHEN: one object, inserted only if that row exists. Inside
-    `batched()` it is queued."""
+    `batched()` it is queued, and joins an insert into the same table queued just before."""
     if not objs:
         return
     model = type(objs[0])
@@ -366,11 +390,11 @@ def insert(objs: Sequence[Model], *, when: Exists | None = None) -> None:
         obj._state.db = conn.alias
     if when is None:
         sql = f"{head} VALUES " + ", ".join(f"({row})" for row in rows)
+        _run(conn, sql, params, batch=True, insert_head=head)
     else:
         clause, where_params = _where(conn, when.model, when.where)
         sql = f"{head} SELECT {rows[0]} WHERE EXISTS (SELECT 1 FROM {conn.ops.quote_name(when.model._meta.db_table)} WHERE {clause})"
-        params += where_params
-    _run(conn, sql, params, batch=True)
+        _run(conn, sql, params + where_params, batch=True)
 
 
 def _counter_sql(conn: Any, counter: Counter, params: list[Any]) -> str:

@@ -42,17 +42,18 @@ def session_sequences_allocate(*, session_id: Any, **counts: int) -> dict[str, i
     return {name: getattr(row, name) - count + 1 for name, count in counts.items()}
 
 
-def session_sequences_reserve(*, session_id: Any, **counts: int) -> dict[str, sql.Counter]:
+def session_sequences_reserve(*, session_id: Any, also: dict[str, Any] | None = None, **counts: int) -> dict[str, sql.Counter]:
     """`session_sequences_allocate` for writes queued in `sql.batched()`: the counters' UPDATE
-    is queued, and the first number reserved of each comes back as a `sql.Counter` the inserts
-    after it read in their own statements (add `i` to its offset for the i-th row). Nothing is
-    read back, so the whole batch stays one round trip; gapless as above (one transaction)."""
+    is queued (with the session values ALSO to set), and the first number reserved of each comes
+    back as a `sql.Counter` the inserts after it read in their own statements (add `i` to its
+    offset for the i-th row). Nothing is read back, so the whole batch stays one round trip;
+    gapless as above (one transaction)."""
     if not counts or any(name not in SEQUENCE_COUNTERS for name in counts):
         raise ValueError(f"counters must be among {SEQUENCE_COUNTERS}: {list(counts)}")
     if not sql.in_batch():
         raise RuntimeError("sequence reservation must happen inside sql.batched()")
-    sql.update(Session, where={"id": session_id}, values={name: sql.Add(count) for name, count in counts.items()},
-               batch=True)
+    sql.update(Session, where={"id": session_id},
+               values={**(also or {}), **{name: sql.Add(count) for name, count in counts.items()}}, batch=True)
     return {name: sql.Counter(Session, name, session_id, offset=1 - count) for name, count in counts.items()}
 
 

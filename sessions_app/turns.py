@@ -141,7 +141,9 @@ def turn_run(*, turn_id: str) -> str:
         with sql.batched():  # the turn's end: one transaction, sent together
             # The last messages (with the result, for a turn that ended normally) and the usage of
             # model calls no message has stored yet.
-            frames, calls = publisher.store([*pending, *([held_result] if held_result is not None else [])])
+            now = timezone.now()
+            frames, calls = publisher.store([*pending, *([held_result] if held_result is not None else [])],
+                                            session_values={"active_turn": sql.IfEqual(turn_id, None), "last_active_at": now})
             tool_calls += calls
             usage_events_record(
                 tenant_id=session.tenant_id, session_id=str(session.id), agent_name=session.agent_name,
@@ -151,10 +153,7 @@ def turn_run(*, turn_id: str) -> str:
                     UsageEvent.Type.COMPUTE_SECONDS: round(time.monotonic() - started, 3),
                 },
             )
-            now = timezone.now()
             sql.update(Turn, where={"id": turn_id}, values={"status": final, "error": error, "finished_at": now}, batch=True)
-            sql.update(Session, where={"id": session.pk, "active_turn": turn_id},
-                       values={"active_turn": None, "last_active_at": now}, batch=True)
         publisher.publish([*frames, ("done", {"sessionId": str(session.id)})])
         close_old_connections()
         if settings.ASH_SNAPSHOT_AFTER_TURN and host.get(str(session.id)) is not None:
@@ -225,19 +224,21 @@ class _Publisher:
         self.publish(frames)
         return tool_calls
 
-    def store(self, messages: list[dict[str, Any]]) -> tuple[list[tuple[str, Any]], int]:
+    def store(self, messages: list[dict[str, Any]], *,
+              session_values: dict[str, Any] | None = None) -> tuple[list[tuple[str, Any]], int]:
         """Persist MESSAGES, in order, and the pending model-call usage, in one transaction (or
-        the caller's `sql.batched()`); their frames, for the caller to publish, and the tool
-        calls they made."""
+        the caller's `sql.batched()`), setting SESSION_VALUES on the session in the statement
+        that numbers them; their frames, for the caller to publish, and the tool calls they made."""
         session = self.session
         derived = [derive(message) for message in messages]
         rows = [message for message, d in zip(messages, derived, strict=True) if d.store_message]
         events = [event for d in derived for event in d.events]
         with sql.batched():
-            self.store_usage()
             counts = {name: n for name, n in (("message_seq", len(rows)), ("event_seq", len(events))) if n}
+            if not counts and session_values:
+                sql.update(Session, where={"id": session.pk}, values=session_values, batch=True)
             if counts:
-                first = session_sequences_reserve(session_id=session.pk, **counts)
+                first = session_sequences_reserve(session_id=session.pk, also=session_values, **counts)
                 sql.insert([
                     Message(session_id=session.pk, tenant_id=session.tenant_id, role=Message.Role.ASSISTANT,
                             content=json.dumps(message, separators=(",", ":")), sequence=first["message_seq"] + i)
@@ -248,6 +249,7 @@ class _Publisher:
                                  data=json.dumps(data, separators=(",", ":")), sequence=first["event_seq"] + i)
                     for i, (etype, data) in enumerate(events)
                 ])
+            self.store_usage()  # last: the turn's end adds its own usage rows to the same insert
         frames = [frame for message, d in zip(messages, derived, strict=True) for frame in (*d.frames, ("message", message))]
         return frames, sum(d.tool_calls for d in derived)
 

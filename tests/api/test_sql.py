@@ -240,3 +240,38 @@ def test_values_written_as_literals_in_big_batches_come_back_unchanged() -> None
     assert list(Message.objects.filter(session=session).order_by("sequence").values_list("content", flat=True)) == tricky * 3
     read = sql.select_one(Turn, where={"id": turn.pk, "error": tricky[1]})
     assert read is not None and read.prompt == turn.prompt
+
+
+@pytest.mark.django_db(transaction=True)
+def test_consecutive_inserts_into_one_table_are_one_statement() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    session = _session()
+    turn = Turn.objects.create(tenant_id="t1", session=session, prompt="p")
+    usage = lambda kind, value: UsageEvent(tenant_id="t1", session_id=str(session.pk), agent_name="a",  # noqa: E731
+                                           event_type=kind, value=value)
+    with CaptureQueriesContext(connection) as seen, sql.batched() as batch:
+        sql.insert([usage("input_tokens", 10), usage("output_tokens", 2)])
+        sql.insert([usage("message", 1)])  # joins the one before
+        sql.update(Turn, where={"id": turn.pk}, values={"status": "completed"}, batch=True)
+        sql.insert([usage("tool_call", 3)])  # not consecutive: a statement of its own
+        sql.insert([Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=1)])
+    assert batch.rowcounts == [3, 1, 1, 1]
+    inserts = [q["sql"] for q in seen.captured_queries if q["sql"].startswith("INSERT")]
+    if connection.vendor == "sqlite":
+        assert len(inserts) == 3
+    kinds = sorted(UsageEvent.objects.filter(session_id=str(session.pk)).values_list("event_type", "value"))
+    assert kinds == [("input_tokens", 10), ("message", 1), ("output_tokens", 2), ("tool_call", 3)]
+
+
+def test_if_equal_sets_a_column_only_where_it_holds_the_value() -> None:
+    session = _session()
+    mine = Turn.objects.create(tenant_id="t1", session=session, prompt="a")
+    other = Turn.objects.create(tenant_id="t1", session=session, prompt="b")
+    Session.objects.filter(pk=session.pk).update(active_turn=mine)
+    assert sql.update(Session, where={"id": session.pk}, values={"active_turn": sql.IfEqual(other.pk, None), "message_seq": sql.Add(1)}) == 1
+    after = Session.objects.get(pk=session.pk)
+    assert (after.active_turn_id, after.message_seq) == (mine.pk, 1)  # not that turn: kept, the rest set
+    sql.update(Session, where={"id": session.pk}, values={"active_turn": sql.IfEqual(mine.pk, None)})
+    assert Session.objects.get(pk=session.pk).active_turn_id is None
