@@ -520,63 +520,6 @@ def test_broken_tool_input_still_raises() -> None:
         parse_tool_input('{"a": 1} trailing')
 
 
-async def test_on_sent_runs_once_the_request_is_written_before_the_answer_is_awaited(
-        new_client: NewClient) -> None:
-    """The server answers only after ON_SENT ran: awaiting the answer first would deadlock."""
-    sent = asyncio.Event()
-    got: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got.append(await reader.readuntil(b"\r\n\r\n"))
-        await sent.wait()
-        body = sse(STREAMS["text"])
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s"
-                     % (len(body), body))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    calls: list[int] = []
-
-    async def on_sent() -> None:
-        calls.append(len(got))
-        sent.set()
-
-    try:
-        client = new_client(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
-        async with asyncio.timeout(10), client.stream(PARAMS, on_sent=on_sent) as stream:
-            async for _ in stream:
-                pass
-        assert calls == [1] or calls == [0]  # once; the server may not have read it yet
-        assert stream.final_message().stop_reason == "end_turn"
-    finally:
-        server.close()
-
-
-async def test_a_failing_on_sent_is_not_a_connection_error(new_client: NewClient) -> None:
-    connections: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(await reader.read())  # until the client closes
-        writer.close()
-
-    async def on_sent() -> None:
-        raise RuntimeError("the bridge is gone")
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        client = new_client(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", max_retries=2)
-        with pytest.raises(RuntimeError, match="the bridge is gone"):
-            async with client.stream(PARAMS, on_sent=on_sent):
-                pass
-        async with asyncio.timeout(5):
-            while not connections:
-                await asyncio.sleep(0.01)
-        assert len(connections) == 1 and connections[0].startswith(b"POST ")  # sent once, not retried
-    finally:
-        server.close()
-
-
 # -- in the runtime -------------------------------------------------------------------------------
 
 @pytest.mark.slow

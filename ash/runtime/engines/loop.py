@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ash.runtime import messages as sdk
 from ash.runtime.accounting import Totals
-from ash.runtime.engines import EngineIO, PermissionAnswer, PermissionAsk
+from ash.runtime.engines import EngineIO, PermissionAsk
 from ash.runtime.model_client import Message, ModelConnectionError, ModelStatusError
 from ash.runtime.permissions import ALLOW, DENY, PermissionPolicy, denial_message, describe
 from ash.runtime.tools import ToolOutput, run_tool, tool_error
@@ -44,32 +44,6 @@ class Thread:
             self.append(message)
         else:
             self.messages.append(message)
-
-
-class InitFirst:
-    """A query's EngineIO whose first message (the init) waits: `sent` lets it go once the first
-    model request is on its way; any other message, prompt or error takes it along first."""
-
-    def __init__(self, io: EngineIO, first: dict[str, Any]) -> None:
-        self._io = io
-        self._first: dict[str, Any] | None = first
-
-    async def sent(self) -> None:
-        first, self._first = self._first, None
-        if first is not None:
-            await self._io.emit(first)
-
-    async def emit(self, message: dict[str, Any], *, hold: bool = False) -> None:
-        await self.sent()
-        await self._io.emit(message, hold=hold)
-
-    async def ask(self, request: PermissionAsk, timeout_ms: int) -> PermissionAnswer:
-        await self.sent()
-        return await self._io.ask(request, timeout_ms)
-
-    async def error(self, text: str, code: str = "engine_error") -> None:
-        await self.sent()
-        await self._io.error(text, code)
 
 
 @dataclass
@@ -164,8 +138,7 @@ class QueryRun:
         partial = self.opts.include_partial_messages
         last: dict[str, Any] | None = None  # a finished block's message, until the next block starts
         try:
-            sent = self.io.sent if isinstance(self.io, InitFirst) else None
-            async with self.engine.client().stream(params, betas=self.opts.betas, on_sent=sent) as stream:
+            async with self.engine.client().stream(params, betas=self.opts.betas) as stream:
                 async for ev in stream:
                     snap = stream.message
                     if last is not None and ev["type"] == "content_block_start":

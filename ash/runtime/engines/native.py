@@ -17,7 +17,7 @@ from ash.runtime.config import (
 )
 from ash.runtime.engines import EngineIO
 from ash.runtime.engines.agents import agent_tool_definition, available_agents
-from ash.runtime.engines.loop import STRUCTURED_OUTPUT, InitFirst, Outcome, QueryRun, Stop, Thread
+from ash.runtime.engines.loop import STRUCTURED_OUTPUT, Outcome, QueryRun, Stop, Thread
 from ash.runtime.mcp_client import McpManager
 from ash.runtime.model_client import ModelClient
 from ash.runtime.options import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, AgentDefinition, QueryOptions
@@ -145,15 +145,13 @@ class NativeEngine:
         if opts.append_system_prompt:
             system = f"{system}\n\n{opts.append_system_prompt}" if system \
                 else opts.append_system_prompt
+        run = QueryRun(self, opts, io, policy, self.max_tokens(opts))
         tool_defs = self.tool_definitions(policy, opts, agent, main=True)
-        # The init message leaves once the first model request is on its way, so the model
-        # starts on it meanwhile (or before anything else the query sends, whatever happens).
-        io = InitFirst(io, sdk.system_init(
+        await io.emit(sdk.system_init(
             session_id=self.session_id, cwd=str(self.config.workspace),
             tools=["Task" if d["name"] == "Agent" else d["name"] for d in tool_defs],
             model=model, permission_mode=mode, mcp_servers=self.mcp.statuses(),
             agents=list(available_agents(opts.agents)), betas=opts.betas))
-        run = QueryRun(self, opts, io, policy, self.max_tokens(opts))
         self.repair_history()
         self.conv.append({"role": "user", "content": prompt})
         self.conv.save()  # a runtime killed mid-query still has the prompt on restart

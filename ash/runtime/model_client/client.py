@@ -9,7 +9,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ash import __version__
@@ -122,12 +122,11 @@ class ModelClient:
         self._idle: tuple[asyncio.StreamReader, asyncio.StreamWriter, float] | None = None
 
     @contextlib.asynccontextmanager
-    async def stream(self, params: Mapping[str, Any], *, betas: Sequence[str] = (),
-                     on_sent: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[MessageStream]:
-        """POST the params with `stream: true`; retried as the SDK does until a response starts.
-        ON_SENT is awaited each time the request has been written, before its answer is awaited."""
+    async def stream(self, params: Mapping[str, Any], *,
+                     betas: Sequence[str] = ()) -> AsyncIterator[MessageStream]:
+        """POST the params with `stream: true`; retried as the SDK does until a response starts."""
         body = self._messages.request_body({**params, "stream": True}).encode()
-        response = await self._send_with_retries(self._request_head(len(body), betas) + body, on_sent)
+        response = await self._send_with_retries(self._request_head(len(body), betas) + body)
         stream = MessageStream(response)
         try:
             yield stream
@@ -147,13 +146,12 @@ class ModelClient:
         lines = [f"POST {self.endpoint.path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
-    async def _send_with_retries(self, request: bytes,
-                                 on_sent: Callable[[], Awaitable[None]] | None = None) -> Response:
+    async def _send_with_retries(self, request: bytes) -> Response:
         retries = 0
         while True:
             headers: Mapping[str, str] = {}
             try:
-                response = await self._send(request, on_sent)
+                response = await self._send(request)
             except ModelConnectionError:
                 if retries >= self.max_retries:
                     raise
@@ -178,33 +176,22 @@ class ModelClient:
                       self._max_retry_delay_s)
         return backoff * (1 - 0.25 * random.random())
 
-    async def _send(self, request: bytes, on_sent: Callable[[], Awaitable[None]] | None = None) -> Response:
+    async def _send(self, request: bytes) -> Response:
         reader, writer = await self._connection()
         try:
-            status, headers, keep_alive = await self._exchange(reader, writer, request, on_sent)
+            status, headers, keep_alive = await self._exchange(reader, writer, request)
         except BaseException:
             writer.close()  # half a request sent or half a head read: the connection is done
             raise
         return Response(reader, writer, status, headers, keep_alive, self._read_timeout_s)
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        request: bytes, on_sent: Callable[[], Awaitable[None]] | None = None,
-                        ) -> tuple[int, dict[str, str], bool]:
-        with self._connection_errors():
+                        request: bytes) -> tuple[int, dict[str, str], bool]:
+        try:
             async with asyncio.timeout(self._read_timeout_s):
                 writer.write(request)
                 await writer.drain()
-        if on_sent is not None:  # the caller's own work: its failures are not the connection's
-            await on_sent()
-        with self._connection_errors():
-            async with asyncio.timeout(self._read_timeout_s):
                 return await read_head(reader)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _connection_errors() -> Iterator[None]:
-        try:
-            yield
         except TimeoutError:
             raise ModelConnectionError(TIMED_OUT) from None
         except (OSError, EOFError, ValueError) as exc:
