@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -29,7 +30,9 @@ class McpTool:
     def full_name(self) -> str:
         return f"mcp__{self.server}__{self.name}"
 
+    @functools.cached_property
     def definition(self) -> dict[str, Any]:
+        """The Messages API tool entry: one dict per tool, never changed (requests reuse its JSON)."""
         return {"name": self.full_name, "description": self.description,
                 "input_schema": self.input_schema}
 

@@ -571,6 +571,7 @@ def test_request_bodies_reuse_the_json_of_messages_sent_before(monkeypatch) -> N
     encoded.clear()
     assert cache.request_body(params) == expected()
     assert [m for m in encoded if isinstance(m, dict) and "role" in m] == history[1:]  # only the new ones
+    assert params["tools"][0] not in encoded  # the same tool definition: its JSON is reused
     history[-1] = {**history[-1], "content": "merged"}  # a merged user turn is a new dict
     assert cache.request_body(params) == expected()
     other = {**params, "messages": [{"role": "user", "content": "a subagent's thread"}]}
@@ -580,3 +581,40 @@ def test_request_bodies_reuse_the_json_of_messages_sent_before(monkeypatch) -> N
     assert not [m for m in encoded if isinstance(m, dict) and "role" in m]
     with pytest.raises(ValueError):
         cache.request_body({**params, "temperature": float("nan")})
+
+
+def test_request_bodies_stay_exact_whatever_the_history_does() -> None:
+    """Reuse is by identity of a common prefix: a changed middle, a shorter list, a reordered
+    one all still give json.dumps's bytes."""
+    import json as _json
+    import random
+
+    from ash.runtime.model_client import client as client_module
+
+    rng = random.Random(7)
+    cache = client_module.EncodedMessages()
+    pool = [{"role": "user" if i % 2 else "assistant", "content": f"m{i} ✓"} for i in range(40)]
+    history = pool[:10]
+    for step in range(200):
+        action = rng.choice(["append", "replace", "truncate", "shuffle", "other"])
+        if action == "append":
+            history = [*history, rng.choice(pool)]
+        elif action == "replace" and history:
+            history = list(history)
+            history[rng.randrange(len(history))] = {"role": "user", "content": f"new {step}"}
+        elif action == "truncate":
+            history = history[: rng.randrange(len(history) + 1)]
+        elif action == "shuffle":
+            history = rng.sample(history, len(history))
+        params = {"model": "m", "messages": history if action != "other" else pool[step % 7:], "stream": True}
+        assert cache.request_body(params) == _json.dumps(params, ensure_ascii=False, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(("a", "b", "n"), [
+    ([], [], 0), ([1], [], 0), ([1, 2, 3], [1, 2, 3], 3), ([1, 2, 3], [1, 2], 2), ([1, 2], [1, 2, 3], 2),
+    ([1, 2, 3], [1, 9, 3], 1), ([1, 2, 3], [9, 2, 3], 0), ([1, 2, 3, 4, 5], [1, 2, 3, 4, 9], 4),
+])
+def test_common_prefix(a: list[int], b: list[int], n: int) -> None:
+    from ash.runtime.model_client.client import _common_prefix
+
+    assert _common_prefix(a, b) == n

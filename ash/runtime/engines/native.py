@@ -108,11 +108,11 @@ class NativeEngine:
             if policy.removed(name) or (name == "Agent" and not main):
                 continue  # subagents cannot spawn subagents, as in Claude Code
             defs.append(agent_tool_definition(opts.agents) if name == "Agent"
-                        else self.tools[name].definition())
+                        else self.tools[name].definition)
         for tool in self.mcp.tools():
             if not policy.removed(tool.full_name) and (
                     agent is None or agent.tools is None or tool.full_name in agent.tools):
-                defs.append(tool.definition())
+                defs.append(tool.definition)
         if opts.output_format is not None and main:
             defs.append({"name": STRUCTURED_OUTPUT, "description": STRUCTURED_DESCRIPTION,
                          "input_schema": opts.output_format["schema"]})

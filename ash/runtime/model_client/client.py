@@ -62,44 +62,87 @@ def _dumps(value: Any) -> str:
 
 
 class EncodedMessages:
-    """The request body, with each message's JSON kept from the calls that sent it before.
+    """The request body, reusing the JSON of the messages (and tools) earlier calls sent.
 
     Every call sends the whole history, so encoding it is O(history) per call (~1 ms at a few
-    hundred messages on the bench machine, far more with large tool results); here only the new
-    messages are encoded. It relies on what the engine guarantees: a message dict is never
-    changed once it is in a conversation (merging user turns makes a new dict). Entries are kept
-    by identity, hold their message (so an id is never reused while cached) and are dropped when
-    unused for a few calls. The body is byte for byte what `json.dumps` gives for PARAMS.
+    hundred messages on the bench machine, far more with large tool results). Each call's message
+    list is kept as a snapshot with its messages' JSON; a later call whose list starts with the
+    same message objects (compared by identity, at C speed) reuses that JSON and encodes only the
+    messages after it. It relies on what the engine guarantees: a message dict is never changed
+    once it is in a conversation (merging user turns makes a new dict), and a tool's definition
+    dict never changes. Snapshots hold their items, so an id cannot be reused while it is
+    compared. The body is byte for byte what `json.dumps` gives for PARAMS.
     """
 
-    KEEP_CALLS = 8  # subagent and main-thread calls interleave: keep both histories
-
     def __init__(self) -> None:
-        self._cache: dict[int, tuple[dict[str, Any], str, int]] = {}
-        self._calls = 0
+        self._lists: dict[str, _EncodedList | _EncodedItems] = {"messages": _EncodedList(), "tools": _EncodedItems()}
 
     def request_body(self, params: Mapping[str, Any]) -> str:
-        self._calls += 1
         parts = []
         for key, value in params.items():
-            text = self._messages(value) if key == "messages" and isinstance(value, list) else _dumps(value)
-            parts.append(f"{_dumps(key)}:{text}")
-        if len(self._cache) > 4096:
-            oldest = self._calls - self.KEEP_CALLS
-            self._cache = {k: v for k, v in self._cache.items() if v[2] >= oldest}
+            cache = self._lists.get(key) if isinstance(value, list) else None
+            parts.append(f"{_dumps(key)}:{cache.encode(value) if cache is not None else _dumps(value)}")
         return "{" + ",".join(parts) + "}"
 
-    def _messages(self, messages: list[Any]) -> str:
-        out = []
-        for message in messages:
-            if not isinstance(message, dict):
-                out.append(_dumps(message))
-                continue
-            hit = self._cache.get(id(message))
-            text = hit[1] if hit is not None and hit[0] is message else _dumps(message)
-            self._cache[id(message)] = (message, text, self._calls)
-            out.append(text)
-        return "[" + ",".join(out) + "]"
+
+class _EncodedItems:
+    """For short lists whose items recur in any order (tool definitions): JSON by item identity."""
+
+    MAX = 256
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[Any, str]] = {}  # id -> (the item, kept alive; its JSON)
+
+    def encode(self, items: list[Any]) -> str:
+        if len(self._cache) > self.MAX:
+            self._cache.clear()
+        texts = []
+        for item in items:
+            hit = self._cache.get(id(item))
+            if hit is None or hit[0] is not item:
+                hit = self._cache[id(item)] = (item, _dumps(item))
+            texts.append(hit[1])
+        return "[" + ",".join(texts) + "]"
+
+
+class _EncodedList:
+    """For histories: JSON of the longest identical prefix of an earlier call's list."""
+
+    KEEP = 8  # snapshots: subagent and main-thread calls interleave
+
+    def __init__(self) -> None:
+        self._snapshots: list[tuple[list[int], list[str], list[Any]]] = []  # (ids, JSON, items), newest last
+
+    def encode(self, items: list[Any]) -> str:
+        ids = list(map(id, items))
+        best: tuple[list[int], list[str], list[Any]] | None = None
+        reused = 0
+        for snapshot in self._snapshots:
+            n = _common_prefix(ids, snapshot[0])
+            if n > reused:
+                best, reused = snapshot, n
+        texts = best[1][:reused] if best is not None else []
+        texts += [_dumps(item) for item in items[reused:]]
+        if best is not None:
+            self._snapshots.remove(best)
+        self._snapshots.append((ids, texts, list(items)))
+        del self._snapshots[:-self.KEEP]
+        return "[" + ",".join(texts) + "]"
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading items A and B share (list comparisons: C speed, no Python loop)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n - 1  # a[:lo] == b[:lo] holds; a[:hi + 1] differs
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 class ModelClient:

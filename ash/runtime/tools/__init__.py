@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,9 @@ class Tool:
     input_schema: dict[str, Any]
     run: Callable[[dict[str, Any], ToolContext], Awaitable[ToolOutput]]
 
+    @functools.cached_property
     def definition(self) -> dict[str, Any]:
+        """The Messages API tool entry: one dict per tool, never changed (requests reuse its JSON)."""
         return {"name": self.name, "description": self.description,
                 "input_schema": self.input_schema}
 
