@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -75,13 +74,38 @@ def api_key_bootstrap(*, data_dir: Path) -> Path | None:
 
 def tenant_from_authorization(header: str | None) -> Tenant:
     """Resolve an Authorization header to a tenant, or raise Unauthorized (401)."""
-    return tenant_and_row(header)[0]
+    return key_check(header).alone()
 
 
-def tenant_and_row(header: str | None, query: Callable[[Any], sql.Query] | None = None) -> tuple[Tenant, Any]:
-    """`tenant_from_authorization`, and the row of QUERY read in the same round trip as the key.
-    QUERY gets the caller's tenant id (a value, or an `sql.Ref` to the key's tenant read in the
-    statement, which matches nothing for an unknown key) and builds the read."""
+@dataclass(frozen=True)
+class KeyCheck:
+    """An API key to look up together with other statements. `tenant_id` stands for the caller's
+    tenant in them: a value, or an `sql.Ref` to the key's row (matching nothing for an unknown
+    key). Run `query` with them (when not None) and hand its row to `result`."""
+
+    tenant_id: Any
+    query: sql.Query | None
+    env_tenant: Tenant | None = None
+
+    def result(self, row: Any) -> Tenant:
+        """The caller's tenant, or Unauthorized (401)."""
+        if self.env_tenant is not None:
+            return self.env_tenant
+        if row is None:
+            raise Unauthorized("Invalid API key")
+        now = timezone.now()
+        if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+            # At most one write per key per minute, not one per request.
+            ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
+        return Tenant(tenant_id=row.tenant_id, api_key_id=str(row.id))
+
+    def alone(self) -> Tenant:
+        """`result`, looking the key up by itself."""
+        return self.result(sql.fetch(self.query)[0] if self.query is not None else None)
+
+
+def key_check(header: str | None) -> KeyCheck:
+    """The check of an Authorization header's key; a missing or malformed header is a 401 now."""
     if not header:
         raise Unauthorized("Missing Authorization header")
     scheme, _, key = header.partition(" ")
@@ -89,19 +113,10 @@ def tenant_and_row(header: str | None, query: Callable[[Any], sql.Query] | None 
     if scheme != "Bearer" or not key or " " in key:
         raise Unauthorized("Invalid Authorization header format")
     if settings.ASH_API_KEY and hmac.compare_digest(key.encode(), settings.ASH_API_KEY.encode()):
-        return Tenant(tenant_id="default", api_key_id="env"), sql.fetch(query("default"))[0] if query else None
+        return KeyCheck(tenant_id="default", query=None, env_tenant=Tenant(tenant_id="default", api_key_id="env"))
     where = {"key_hash": hash_api_key(key), "revoked_at": None}
-    queries = [sql.select(ApiKey, where=where, fields=("id", "tenant_id", "last_used_at"))]
-    if query is not None:
-        queries.append(query(sql.Ref(ApiKey, "tenant_id", where)))
-    row, *also = sql.fetch(*queries)
-    if row is None:
-        raise Unauthorized("Invalid API key")
-    now = timezone.now()
-    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
-        # At most one write per key per minute, not one per request.
-        ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
-    return Tenant(tenant_id=row.tenant_id, api_key_id=str(row.id)), also[0] if also else None
+    return KeyCheck(tenant_id=sql.Ref(ApiKey, "tenant_id", where),
+                    query=sql.select(ApiKey, where=where, fields=("id", "tenant_id", "last_used_at")))
 
 
 class ApiKeyAuthentication(BaseAuthentication):

@@ -37,22 +37,37 @@ _batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar("ash_sql_b
 
 
 class Batch:
-    """The writes `batched()` queued; after the block, each statement's row count, in order
-    (consecutive inserts into one table are one statement)."""
+    """The statements `batched()` queued. After the block: `rowcounts`, each write's row count in
+    order (consecutive inserts into one table are one statement), and `rows`, each `read`'s
+    instance (or None) in order."""
 
     def __init__(self) -> None:
-        self.queued: list[tuple[Any, str, list[Any]]] = []
+        self.queued: list[tuple[Any, str, list[Any], Query | None]] = []
         self.rowcounts: list[int] = []
+        self.rows: list[Any] = []
         self._last_insert: str | None = None  # the head of the last queued statement, if an insert
 
     def add(self, conn: Any, sql: str, params: list[Any], *, insert_head: str | None = None) -> None:
         last = self.queued[-1] if self.queued else None
         if insert_head is not None and insert_head == self._last_insert and last is not None and last[0].alias == conn.alias:
             # More rows for the insert just queued: one statement.
-            self.queued[-1] = (conn, f"{last[1]}, {sql[len(insert_head) + len(' VALUES '):]}", last[2] + params)
+            self.queued[-1] = (conn, f"{last[1]}, {sql[len(insert_head) + len(' VALUES '):]}", last[2] + params, None)
         else:
-            self.queued.append((conn, sql, params))
+            self.queued.append((conn, sql, params, None))
         self._last_insert = insert_head
+
+    def read(self, query: Query) -> None:
+        """Queue QUERY (from `select` or `update_and_read`) to run in its place in the batch; its
+        row lands in `rows`. It sees the writes queued before it."""
+        self.queued.append((query.conn, query.sql, query.params, query))
+        self._last_insert = None
+
+    def _result(self, cursor: Any, query: Query | None) -> None:
+        if query is None:
+            self.rowcounts.append(cursor.rowcount)
+        else:
+            row = cursor.fetchone()
+            self.rows.append(None if row is None else _instance(query.model, query.conn, query.attnames, query.readers, row))
 
 
 @contextlib.contextmanager
@@ -79,23 +94,24 @@ def in_batch() -> bool:
 
 
 def _send(batch: Batch) -> None:
-    by_conn: dict[str, list[tuple[str, list[Any]]]] = {}
-    for conn, sql, params in batch.queued:
-        by_conn.setdefault(conn.alias, []).append((sql, params))
+    by_conn: dict[str, list[tuple[str, list[Any], Query | None]]] = {}
+    for conn, sql, params, query in batch.queued:
+        by_conn.setdefault(conn.alias, []).append((sql, params, query))
     for alias, statements in by_conn.items():
         conn = connections[alias]
         if conn.vendor == "postgresql" and len(statements) > 1:
             # One simple query: part of the open transaction, or its own (commit included).
             with conn.cursor() as cursor:
-                _execute(conn, cursor, ";\n".join(s for s, _ in statements), [p for _, params in statements for p in params])
-                batch.rowcounts.append(cursor.rowcount)
-                while cursor.nextset():
-                    batch.rowcounts.append(cursor.rowcount)
+                _execute(conn, cursor, ";\n".join(s for s, _, _ in statements), [p for _, params, _ in statements for p in params])
+                for i, (_, _, query) in enumerate(statements):
+                    if i:
+                        cursor.nextset()
+                    batch._result(cursor, query)
             continue
         with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
-            for sql, params in statements:
+            for sql, params, query in statements:
                 _execute(conn, cursor, sql, params)
-                batch.rowcounts.append(cursor.rowcount)
+                batch._result(cursor, query)
 
 
 def _run(conn: Any, sql: str, params: list[Any], *, batch: bool, insert_head: str | None = None) -> int | None:
@@ -154,6 +170,9 @@ def _fields(model: type[Model], names: Sequence[str]) -> tuple[Field, ...]:
     return tuple(model._meta.get_field(name) for name in names)
 
 
+NOT_NULL = object()  # a WHERE value: the column IS NOT NULL
+
+
 @dataclass(frozen=True)
 class Ref:
     """A WHERE value read in the statement: FIELD of the MODEL row matching WHERE (NULL if none)."""
@@ -164,11 +183,13 @@ class Ref:
 
 
 def _where(conn: Any, model: type[Model], where: dict[str, Any]) -> tuple[str, list[Any]]:
-    """`a = %s AND b IS NULL …` and its parameters (a None value is IS NULL)."""
+    """`a = %s AND b IS NULL …` and its parameters (None: IS NULL; NOT_NULL: IS NOT NULL)."""
     quote, parts, params = conn.ops.quote_name, [], []
     for field, value in zip(_fields(model, list(where)), where.values(), strict=True):
         if value is None:
             parts.append(f"{quote(field.column)} IS NULL")
+        elif value is NOT_NULL:
+            parts.append(f"{quote(field.column)} IS NOT NULL")
         elif isinstance(value, Ref):
             clause, ref_params = _where(conn, value.model, value.where)
             ref_meta = value.model._meta
@@ -345,6 +366,15 @@ class Counter:
 
 
 @dataclass(frozen=True)
+class Read:
+    """An `insert` value read in the statement: FIELD of the MODEL row with primary key PK."""
+
+    model: type[Model]
+    field: str
+    pk: Any
+
+
+@dataclass(frozen=True)
 class Exists:
     """An `insert` condition: only if a MODEL row matches WHERE (equality / IS NULL) when the
     statement runs."""
@@ -380,8 +410,8 @@ def insert(objs: Sequence[Model], *, when: Exists | None = None) -> None:
         marks = []
         for field in fields:
             value = field.pre_save(obj, True)
-            if isinstance(value, Counter):
-                marks.append(_counter_sql(conn, value, params))
+            if isinstance(value, Counter | Read):
+                marks.append(_read_sql(conn, value, params))
             else:
                 marks.append("%s")
                 params.append(field.get_db_prep_save(value, conn))
@@ -397,8 +427,11 @@ def insert(objs: Sequence[Model], *, when: Exists | None = None) -> None:
         _run(conn, sql, params + where_params, batch=True)
 
 
-def _counter_sql(conn: Any, counter: Counter, params: list[Any]) -> str:
-    quote, meta = conn.ops.quote_name, counter.model._meta
-    params += [meta.pk.get_db_prep_value(counter.pk, conn, prepared=False), counter.offset]
-    return (f"(SELECT {quote(meta.get_field(counter.field).column)} FROM {quote(meta.db_table)} "
-            f"WHERE {quote(meta.pk.column)} = %s) + %s")
+def _read_sql(conn: Any, value: Counter | Read, params: list[Any]) -> str:
+    quote, meta = conn.ops.quote_name, value.model._meta
+    params.append(meta.pk.get_db_prep_value(value.pk, conn, prepared=False))
+    sql = f"(SELECT {quote(meta.get_field(value.field).column)} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s)"
+    if isinstance(value, Counter):
+        params.append(value.offset)
+        sql += " + %s"
+    return sql

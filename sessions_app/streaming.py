@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 from psycopg_pool import PoolTimeout
 from rest_framework import serializers as drf_serializers
 
-from ash.auth import tenant_and_row, tenant_from_authorization
+from ash.auth import key_check, tenant_from_authorization
 from ash.errors import (
     ApiError,
     BadRequest,
@@ -34,10 +34,10 @@ from ash.errors import (
 from ash.events import Frame, transport
 from ash.sse import KEEPALIVE, sse_frame, sse_response
 from sessions_app.models import Session, Turn
-from sessions_app.selectors import session_found, session_get, session_select
+from sessions_app.selectors import session_get
 from sessions_app.serializers import MAX_CONTENT_CHARS, MessageSendSerializer
 from sessions_app.services import turn_abandon
-from sessions_app.turns import PER_MESSAGE_OPTIONS, turn_interrupt, turn_start
+from sessions_app.turns import PER_MESSAGE_OPTIONS, turn_interrupt, turn_start_checked
 
 
 def in_thread(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -82,18 +82,15 @@ def _validated(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _start(request: HttpRequest, session_id: str) -> Turn:
-    header = request.META.get("HTTP_AUTHORIZATION")
+    key = key_check(request.META.get("HTTP_AUTHORIZATION"))
     try:
         sid = parse_uuid(session_id)
+        data = _validated(_json_body(request))
     except ApiError:
-        tenant_from_authorization(header)  # a bad key is a 401 first
+        key.alone()  # a bad key is a 401 first
         raise
-    # The key and the session in one round trip.
-    _, row = tenant_and_row(header, lambda tenant_id: session_select(tenant_id=tenant_id, session_id=sid))
-    data = _validated(_json_body(request))
-    session = session_found(row)
     options = {k: data[k] for k in PER_MESSAGE_OPTIONS if k in data}
-    return turn_start(session=session, prompt=data["content"], options=options)
+    return turn_start_checked(key=key, session_id=sid, prompt=data["content"], options=options)
 
 
 @contextlib.contextmanager

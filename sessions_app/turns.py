@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from ash import dispatch, sql
-from ash.errors import BadRequest, Conflict, ServiceUnavailable
+from ash.auth import KeyCheck
+from ash.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from ash.events import transport
 from sessions_app.derive import derive
 from sessions_app.models import Message, Session, SessionEvent, Turn
+from sessions_app.selectors import session_found, session_select
 from sessions_app.services import (
     session_event_record,
     session_options,
@@ -36,31 +38,61 @@ PER_MESSAGE_OPTIONS = ("model", "maxTurns", "maxBudgetUsd", "effort", "thinking"
 
 
 def turn_start(*, session: Session, prompt: Any, options: dict[str, Any], source: str = "api") -> Turn:
-    """Claim the session for a new turn (409 if one runs), store the user message, dispatch."""
+    """Claim SESSION for a new turn (409 if one runs), store the user message, dispatch."""
+    with sql.batched() as batch:
+        turn = _claim(session_id=session.pk, tenant_id=session.tenant_id, prompt=prompt, options=options, source=source)
+    if not batch.rowcounts[0]:
+        _refused(Session.objects.filter(pk=session.pk).first())
+    turn.tenant_id = session.tenant_id
+    transaction.on_commit(lambda: _dispatch_turn(str(turn.id), session.runner_id))  # at once unless in a caller's transaction
+    return turn
+
+
+def turn_start_checked(*, key: KeyCheck, session_id: Any, prompt: Any, options: dict[str, Any]) -> Turn:
+    """`turn_start` from the API: the caller's key, the session and the claim in one transaction
+    and one round trip (on PostgreSQL). 401 for a bad key, 404 for a session it cannot see."""
+    with sql.batched() as batch:
+        if key.query is not None:
+            batch.read(key.query)
+        batch.read(session_select(tenant_id=key.tenant_id, session_id=session_id))  # as it was before the claim
+        turn = _claim(session_id=session_id, tenant_id=key.tenant_id, prompt=prompt, options=options, source="api")
+    *key_row, session = batch.rows
+    tenant = key.result(key_row[0] if key_row else None)
+    session = session_found(session)
+    if not batch.rowcounts[0]:
+        _refused(session)
+    turn.tenant_id = tenant.tenant_id
+    transaction.on_commit(lambda: _dispatch_turn(str(turn.id), session.runner_id))
+    return turn
+
+
+def _claim(*, session_id: Any, tenant_id: Any, prompt: Any, options: dict[str, Any], source: str) -> Turn:
+    """Queue the claim of an active, runner-hosted session with no turn running (TENANT_ID's: a
+    value or an `sql.Ref`), numbering the user message; the turn and the message are written only
+    if the claim took (the session's reference to the turn is checked at commit: a deferred
+    foreign key). The claim's row count is the batch's first."""
+    turn = Turn(tenant_id=sql.Read(Session, "tenant_id", session_id), session_id=session_id, prompt=prompt,
+                options=options, source=source)
+    claimed = sql.Exists(Session, {"id": session_id, "active_turn": turn.pk})
+    sql.update(Session, where={"id": session_id, "tenant_id": tenant_id, "status": Session.Status.ACTIVE,
+                               "active_turn": None, "runner": sql.NOT_NULL},
+               values={"active_turn": turn.pk, "last_turn": turn.pk, "last_active_at": timezone.now(),
+                       "message_seq": sql.Add(1)}, batch=True)
+    sql.insert([turn], when=claimed)
+    sql.insert([Message(session_id=session_id, tenant_id=sql.Read(Session, "tenant_id", session_id), role=Message.Role.USER,
+                        content=json.dumps({"type": "user", "content": prompt}, separators=(",", ":")),
+                        sequence=sql.Counter(Session, "message_seq", session_id))], when=claimed)
+    return turn
+
+
+def _refused(session: Session | None) -> NoReturn:
+    """Why a claim did not take (SESSION as it was): not active, not hosted, or a turn running."""
+    if session is None:
+        raise NotFound("Session not found")
     if session.status != Session.Status.ACTIVE:
         raise BadRequest(f"Session is {session.status}")
-    runner_id = session_runner_id(session)
-    turn = Turn(tenant_id=session.tenant_id, session=session, prompt=prompt, options=options, source=source)
-    claimed = {"id": session.pk, "active_turn": turn.pk}
-    # One transaction, one round trip on PostgreSQL: claim the session and number the user
-    # message; the turn and the message are written only if the claim took (the session's
-    # reference to the turn is checked at commit: a deferred foreign key).
-    with sql.batched() as batch:
-        sql.update(Session, where={"id": session.pk, "status": Session.Status.ACTIVE, "active_turn": None},
-                   values={"active_turn": turn.pk, "last_turn": turn.pk, "last_active_at": timezone.now(),
-                           "message_seq": sql.Add(1)}, batch=True)
-        sql.insert([turn], when=sql.Exists(Session, claimed))
-        sql.insert([Message(session_id=session.pk, tenant_id=session.tenant_id, role=Message.Role.USER,
-                            content=json.dumps({"type": "user", "content": prompt}, separators=(",", ":")),
-                            sequence=sql.Counter(Session, "message_seq", session.pk))],
-                   when=sql.Exists(Session, claimed))
-    if not batch.rowcounts[0]:
-        current = Session.objects.filter(pk=session.pk).values_list("status", "active_turn_id").first()
-        if current and current[0] != Session.Status.ACTIVE:
-            raise BadRequest(f"Session is {current[0]}")
-        raise Conflict("A turn is already running in this session")
-    transaction.on_commit(lambda: _dispatch_turn(str(turn.id), runner_id))  # at once unless in a caller's transaction
-    return turn
+    session_runner_id(session)  # 503 when no runner hosts it
+    raise Conflict("A turn is already running in this session")
 
 
 def _dispatch_turn(turn_id: str, runner_id: str) -> None:
