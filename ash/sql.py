@@ -7,15 +7,17 @@ vendor, take every value through the field's own `get_db_prep_*` and every colum
 the backend's and the field's converters, and run on Django's connection (same transaction, same
 execute wrappers). The rows written and the instances read are the ones the ORM would produce.
 
-Only plain shapes are supported: equality (or IS NULL) conditions joined with AND, SET to values,
-multi-row INSERT. Anything richer stays in the ORM.
+Only plain shapes are supported: equality (or IS NULL / IS NOT NULL) conditions joined with AND,
+SET to values, multi-row INSERT. Anything richer stays in the ORM.
 
 `batched()` sends the writes of a block together when it ends, as one transaction: one round
 trip on PostgreSQL, where each costs ~0.5 ms on the bench machine (Django's client-side binding
 cursors take several statements in one execute, and PostgreSQL runs such a query as one
 transaction, its commit included); one by one inside `transaction.atomic()` on SQLite, which
 has no round trips. Values the block's own writes decide are read in the statements themselves:
-`Counter` (a number an earlier `Add` reserved) and `Exists` (insert only if a row matches).
+`Counter` (a number an earlier `Add` reserved), `Read` and `Ref` (a column of another row), and
+`Exists` (insert only if a row matches); `Batch.read` and `fetch` bring rows back from the same
+round trip.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _send(batch: Batch) -> None:
         by_conn.setdefault(conn.alias, []).append((sql, params, query))
     for alias, statements in by_conn.items():
         conn = connections[alias]
-        if conn.vendor == "postgresql" and len(statements) > 1:
+        if conn.vendor == "postgresql":
             # One simple query: part of the open transaction, or its own (commit included).
             with conn.cursor() as cursor:
                 _execute(conn, cursor, ";\n".join(s for s, _, _ in statements), [p for _, params, _ in statements for p in params])

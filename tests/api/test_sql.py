@@ -275,3 +275,17 @@ def test_if_equal_sets_a_column_only_where_it_holds_the_value() -> None:
     assert (after.active_turn_id, after.message_seq) == (mine.pk, 1)  # not that turn: kept, the rest set
     sql.update(Session, where={"id": session.pk}, values={"active_turn": sql.IfEqual(mine.pk, None)})
     assert Session.objects.get(pk=session.pk).active_turn_id is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_batch_of_one_statement_is_still_one_execute_without_a_commit_of_its_own(monkeypatch) -> None:
+    from django.db import connection
+
+    session = _session()
+    if connection.vendor == "postgresql":
+        # No transaction.atomic (a BEGIN … COMMIT round trip more): the statement is its own transaction.
+        monkeypatch.setattr(sql.transaction, "atomic", lambda *a, **k: pytest.fail("atomic entered"))
+    with sql.batched() as batch:
+        sql.update(Session, where={"id": session.pk}, values={"status": "paused"}, batch=True)
+    assert batch.rowcounts == [1]
+    assert Session.objects.get(pk=session.pk).status == "paused"
