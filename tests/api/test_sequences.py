@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
 from django.db import connection, transaction
@@ -28,10 +29,8 @@ def _session(tenant_id: str = "seq") -> Session:
     return Session.objects.create(tenant_id=tenant_id, agent=agent, agent_name="seq-agent", status="active")
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_event_records_get_exactly_1_to_n():
-    session = _session()
+def _concurrently(write: Callable[[int, int], None]) -> None:
+    """WRITE(thread, i) for i < EVENTS_PER_THREAD on THREADS threads started together; no errors."""
     start = threading.Barrier(THREADS)
     errors: list[BaseException] = []
 
@@ -39,7 +38,7 @@ def test_concurrent_event_records_get_exactly_1_to_n():
         try:
             start.wait(timeout=10)
             for i in range(EVENTS_PER_THREAD):
-                session_event_record(session=session, type="text", data={"thread": index, "i": i})
+                write(index, i)
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
         finally:
@@ -52,6 +51,17 @@ def test_concurrent_event_records_get_exactly_1_to_n():
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_event_records_get_exactly_1_to_n():
+    session = _session()
+
+    def write(index: int, i: int) -> None:
+        session_event_record(session=session, type="text", data={"thread": index, "i": i})
+
+    _concurrently(write)
 
     total = THREADS * EVENTS_PER_THREAD
     sequences = list(SessionEvent.objects.filter(session=session).order_by("sequence").values_list("sequence", flat=True))
@@ -138,30 +148,16 @@ def test_concurrent_reservations_in_batches_are_gapless_and_keep_each_batchs_ord
     """The turn's way: the counter update and the rows numbered from it in one batch (one round
     trip on PostgreSQL), many writers at once."""
     session = _session()
-    start = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
 
-    def worker(index: int) -> None:
-        try:
-            start.wait(timeout=10)
-            for i in range(EVENTS_PER_THREAD):
-                with sql.batched():
-                    first = session_sequences_reserve(session_id=session.pk, event_seq=2, message_seq=1)
-                    sql.insert([SessionEvent(session_id=session.pk, tenant_id="seq", type="text", data=f"{index}:{i}:{k}",
-                                             sequence=first["event_seq"] + k) for k in range(2)])
-                    sql.insert([Message(session_id=session.pk, tenant_id="seq", role="assistant", content="{}",
-                                        sequence=first["message_seq"])])
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def write(index: int, i: int) -> None:
+        with sql.batched():
+            first = session_sequences_reserve(session_id=session.pk, event_seq=2, message_seq=1)
+            sql.insert([SessionEvent(session_id=session.pk, tenant_id="seq", type="text", data=f"{index}:{i}:{k}",
+                                     sequence=first["event_seq"] + k) for k in range(2)])
+            sql.insert([Message(session_id=session.pk, tenant_id="seq", role="assistant", content="{}",
+                                sequence=first["message_seq"])])
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
+    _concurrently(write)
     total = THREADS * EVENTS_PER_THREAD
     events = list(SessionEvent.objects.filter(session=session).order_by("sequence").values_list("sequence", "data"))
     assert [seq for seq, _ in events] == list(range(1, 2 * total + 1))
