@@ -101,19 +101,27 @@ def _send(batch: Batch) -> None:
         by_conn.setdefault(conn.alias, []).append((sql, params, query))
     for alias, statements in by_conn.items():
         conn = connections[alias]
-        if conn.vendor == "postgresql":
-            # One simple query: part of the open transaction, or its own (commit included).
-            with conn.cursor() as cursor:
-                _execute(conn, cursor, ";\n".join(s for s, _, _ in statements), [p for _, params, _ in statements for p in params])
-                for i, (_, _, query) in enumerate(statements):
-                    if i:
-                        cursor.nextset()
-                    batch._result(cursor, query)
-            continue
-        with transaction.atomic(using=alias, savepoint=False), conn.cursor() as cursor:
-            for sql, params, query in statements:
-                _execute(conn, cursor, sql, params)
-                batch._result(cursor, query)
+        # PostgreSQL: one simple query, part of the open transaction or its own (commit included).
+        one_transaction = (contextlib.nullcontext() if conn.vendor == "postgresql"
+                           else transaction.atomic(using=alias, savepoint=False))
+        with one_transaction, conn.cursor() as cursor:
+            for i in _each_result(conn, cursor, [(sql, params) for sql, params, _ in statements]):
+                batch._result(cursor, statements[i][2])
+
+
+def _each_result(conn: Any, cursor: Any, statements: list[tuple[str, list[Any]]]) -> Iterator[int]:
+    """Run STATEMENTS ((sql, params), in order), stopping at each one's result (its index): on
+    PostgreSQL in one multi-statement execute (one round trip), elsewhere one execute each."""
+    if conn.vendor == "postgresql" and len(statements) > 1:
+        _execute(conn, cursor, ";\n".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
+        for i in range(len(statements)):
+            if i:
+                cursor.nextset()
+            yield i
+    else:
+        for i, (sql, params) in enumerate(statements):
+            _execute(conn, cursor, sql, params)
+            yield i
 
 
 def _run(conn: Any, sql: str, params: list[Any], *, batch: bool, insert_head: str | None = None) -> int | None:
@@ -261,17 +269,8 @@ def fetch(*queries: Query) -> list[Any]:
     conn = queries[0].conn
     if any(q.conn.alias != conn.alias for q in queries):
         raise ValueError("fetch() takes queries on one database")
-    rows: list[Any] = []
     with conn.cursor() as cursor:
-        if conn.vendor == "postgresql" and len(queries) > 1:
-            _execute(conn, cursor, ";\n".join(q.sql for q in queries), [p for q in queries for p in q.params])
-            rows.append(cursor.fetchone())
-            while cursor.nextset():
-                rows.append(cursor.fetchone())
-        else:
-            for q in queries:
-                _execute(conn, cursor, q.sql, q.params)
-                rows.append(cursor.fetchone())
+        rows = [cursor.fetchone() for _ in _each_result(conn, cursor, [(q.sql, q.params) for q in queries])]
     return [None if row is None else _instance(q.model, conn, q.attnames, q.readers, row)
             for q, row in zip(queries, rows, strict=True)]
 
