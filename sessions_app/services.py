@@ -71,13 +71,11 @@ def session_event_record(*, session: Session, type: str, data: dict[str, Any] | 
     return event
 
 
-def session_message_record(*, session: Session, role: str, content: dict[str, Any], sequence: int | None = None) -> Message:
-    """Store a message; its SEQUENCE is allocated here unless the caller's transaction already
-    reserved it (with the session's `message_seq`)."""
+def session_message_record(*, session: Session, role: str, content: dict[str, Any]) -> Message:
     message = Message(session_id=session.pk, tenant_id=session.tenant_id, role=role,
                       content=json.dumps(content, separators=(",", ":")))
     with transaction.atomic(savepoint=False):  # a caller's transaction: part of it, no savepoint
-        message.sequence = sequence if sequence is not None else session_sequence_allocate(session_id=session.pk, counter="message_seq")
+        message.sequence = session_sequence_allocate(session_id=session.pk, counter="message_seq")
         sql.insert([message])
     return message
 
