@@ -99,7 +99,7 @@ class _EncodedItems:
         texts = []
         for item in items:
             hit = self._cache.get(id(item))
-            if hit is None or hit[0] is not item:
+            if hit is None:  # an id in the cache is its live item's: the entry keeps it alive
                 hit = self._cache[id(item)] = (item, _dumps(item))
             texts.append(hit[1])
         return "[" + ",".join(texts) + "]"
