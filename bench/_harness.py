@@ -240,6 +240,20 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(v - before.get(pid, 0.0) for pid, v in after.items())
 
 
+def cpu_by_role(before: dict[int, float], after: dict[int, float]) -> dict[str, float]:
+    """cpu_delta split by what each process is: server, runner, sandbox runtime, other."""
+    roles: dict[str, float] = {}
+    for pid, v in after.items():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmd = ""
+        role = ("sandbox runtime" if "ash.runtime" in cmd and "bwrap" not in cmd else
+                "server" if " serve" in cmd else "runner" if " runner" in cmd else "other")
+        roles[role] = roles.get(role, 0.0) + v - before.get(pid, 0.0)
+    return roles
+
+
 # -- the stack ------------------------------------------------------------------------------------
 
 class Stack:

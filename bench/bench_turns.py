@@ -27,6 +27,7 @@ from _harness import (  # noqa: E402
     Stack,
     TimedFake,
     TurnTiming,
+    cpu_by_role,
     cpu_delta,
     cpu_seconds,
     create_session,
@@ -149,10 +150,14 @@ def run_mode(mode: str, args: argparse.Namespace) -> str:
             rows = measure(stack, fake, do_turn, [sid], args.turns)
             wall = time.perf_counter() - wall
             stop_profilers(profilers)
-            cpu = cpu_delta(cpu_before, cpu_seconds(stack.tree_pids()))
+            cpu_after = cpu_seconds(stack.tree_pids())
+            cpu = cpu_delta(cpu_before, cpu_after)
+            roles = cpu_by_role(cpu_before, cpu_after)
             extra = [trend(rows), f"first turn of a new session: {first.total_ms:.1f} ms (not in the table)",
                      f"Ash CPU (server{' + runner' if mode == 'distributed' else ''} + sandbox processes): "
-                     f"{cpu / args.turns * 1000:.1f} ms per turn; wall {wall:.1f} s for {args.turns} turns"]
+                     f"{cpu / args.turns * 1000:.1f} ms per turn ("
+                     + ", ".join(f"{k} {v / args.turns * 1000:.1f}" for k, v in sorted(roles.items()) if v > 0)
+                     + f"); wall {wall:.1f} s for {args.turns} turns"]
             if mode == "distributed":
                 time.sleep(PG_STATS_SETTLE_S)
                 after = stack.pg_stats()
