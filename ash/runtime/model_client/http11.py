@@ -88,20 +88,30 @@ class Response:
         raise EOFError("the connection closed before the response ended")
 
     async def _chunked(self) -> AsyncIterator[bytes]:
+        """The chunks' data. Chunks that are already here when one is complete go out together:
+        a streamed answer's frames usually arrive several to a read, and each part handed on
+        costs its reader (the proxy's relay, the runtime's SSE parser) a round of work."""
         buf = bytearray()
+        ready: list[bytes] = []
         while True:
-            while (end := buf.find(b"\r\n")) < 0:
-                buf += await self._read_more()
-            size = int(bytes(buf[:end]).partition(b";")[0], 16)
-            if size < 0:
-                raise ValueError("negative chunk size")
-            del buf[:end + 2]
-            if size == 0:
-                break
-            while len(buf) < size + 2:
-                buf += await self._read_more()
-            yield bytes(buf[:size])
-            del buf[:size + 2]
+            end = buf.find(b"\r\n")
+            if end >= 0:
+                size = int(bytes(buf[:end]).partition(b";")[0], 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
+                if size == 0:
+                    del buf[:end + 2]
+                    break
+                if len(buf) >= end + size + 4:  # the whole chunk and its CRLF
+                    ready.append(bytes(buf[end + 2:end + 2 + size]))
+                    del buf[:end + size + 4]
+                    continue
+            if ready:  # the next chunk is not all here: hand over what is, then wait
+                yield b"".join(ready)
+                ready = []
+            buf += await self._read_more()
+        if ready:
+            yield b"".join(ready)
         while not (buf.startswith(b"\r\n") or b"\r\n\r\n" in buf):  # optional trailers
             buf += await self._read_more()
 
