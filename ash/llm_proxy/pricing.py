@@ -8,6 +8,7 @@ and flagged (`PriceResolution.known is False`). The built-in local model costs n
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,8 +117,10 @@ def normalize_model(model: str) -> str:
     return ALIASES.get(name, name)
 
 
+@functools.lru_cache(maxsize=512)
 def resolve_price(model: str | None) -> PriceResolution:
-    """The price for `model`; unknown ids get DEFAULT_PRICE and `known=False`."""
+    """The price for `model`; unknown ids get DEFAULT_PRICE and `known=False`. Cached: every
+    model call is priced (twice: by the proxy and by the runtime) and ids are few."""
     name = normalize_model(model or "")
     best: str | None = None
     for key in PRICES:
