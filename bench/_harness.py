@@ -260,9 +260,10 @@ class Stack:
     """An Ash deployment for benchmarking: embedded (one process) or distributed (PG + Redis + runner)."""
 
     def __init__(self, mode: str, fake: FakeAnthropic, *, redis_db: int = 14, extra_env: dict[str, str] | None = None,
-                 keep: bool = False) -> None:
+                 keep: bool = False, repo: Path = REPO) -> None:
         assert mode in ("embedded", "distributed")
         self.mode = mode
+        self.repo = repo  # the checkout whose code runs (bench_ab.py runs two)
         self.fake = fake
         self.redis_db = redis_db
         self.keep = keep
@@ -271,7 +272,7 @@ class Stack:
         self.data_dir = self.root / "data"
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.db_name = f"ash_bench_{os.getpid()}_{int(time.time())}"
+        self.db_name = f"ash_bench_{os.getpid()}_{int(time.time())}_{self.port}"
         self.extra_env = extra_env or {}
         self.procs: list[ServerProcess] = []
         self.key = ""
@@ -304,13 +305,13 @@ class Stack:
             self._pg(f'CREATE DATABASE "{self.db_name}"')
             self._created_db = True
         env = self.env()
-        self.procs.append(ServerProcess("server", ["serve", "--port", str(self.port)], env, self.root))
+        self.procs.append(ServerProcess("server", ["serve", "--port", str(self.port)], env, self.root, self.repo))
         key_file = self.data_dir / "initial-api-key"
         wait_until(lambda: self._check_alive() and key_file.exists() and httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200,
                    timeout=timeout, what="the server")
         self.key = key_file.read_text().strip()
         if self.mode == "distributed":
-            self.procs.append(ServerProcess("runner", ["runner", "--id", "bench-r1"], env, self.root))
+            self.procs.append(ServerProcess("runner", ["runner", "--id", "bench-r1"], env, self.root, self.repo))
             wait_until(lambda: self._check_alive() and httpx.get(f"{self.base_url}/health", timeout=2).json().get("remoteRunners", 0) >= 1,
                        timeout=timeout, what="the runner to register")
         return self

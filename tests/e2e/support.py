@@ -99,11 +99,11 @@ def pids_mentioning(text: str) -> list[int]:
 class ServerProcess:
     """One `manage.py <command>` subprocess in its own process group, its output in a log file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, repo: Path = REPO) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([PYTHON, str(REPO / "manage.py"), *args], env=env, cwd=REPO,
+        self.proc = subprocess.Popen([PYTHON, str(repo / "manage.py"), *args], env=env, cwd=repo,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def alive(self) -> bool:
