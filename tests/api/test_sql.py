@@ -93,6 +93,18 @@ def test_insert_writes_what_bulk_create_would_in_one_statement() -> None:
         sql.insert([messages[0], UsageEvent()])
 
 
+def test_insert_prepares_values_that_are_not_plain_strings_as_the_orm_does() -> None:
+    from django.utils.functional import lazy
+
+    session = _session()
+    lazy_text = lazy(lambda: "assistant", str)()  # a lazy string: Django's preparation makes it a str
+    event = UsageEvent(tenant_id="t1", session_id=str(session.pk), agent_name=lazy_text, event_type="tool_call",
+                       value=3, model=7)  # a UUID as text, a number in a text column
+    sql.insert([event])
+    stored = UsageEvent.objects.get(pk=event.pk)
+    assert (stored.session_id, stored.agent_name, stored.model, stored.value) == (session.pk, "assistant", "7", 3.0)
+
+
 def test_update_returning_changes_one_row_and_reads_it_back_in_one_statement() -> None:
     session = _session(message_seq=4)
     claimed = sql.update_returning(Session, where={"id": session.pk, "active_turn": None},
