@@ -3,9 +3,9 @@
 Two files under `.ash/`: `conversation.json`, small state rewritten atomically when it changes
 (session id, todos, shell cwd), and `conversation.jsonl`, the Messages API history as an
 append-only journal of the messages in the order they were added. A save appends only what is
-new, so a turn costs the same on the first query and the thousandth; loading replays the
-journal (merging consecutive user messages, as `append` does). A line torn by a crash mid-write
-is dropped on load. Nothing is fsynced: a host crash is covered by the runner's workspace
+new (to the journal, kept open between saves), so a turn costs the same on the first query and
+the thousandth; loading replays the journal (merging consecutive user messages, as `append`
+does). A line torn by a crash mid-write is dropped on load. Nothing is fsynced: a host crash is covered by the runner's workspace
 snapshots.
 """
 
@@ -35,6 +35,7 @@ class Conversation:
     _unsaved: list[dict[str, Any]] = field(default_factory=list, repr=False)  # journal lines to write
     _rewrite: bool = field(default=False, repr=False)  # the journal must be written afresh
     _written_state: str = field(default="", repr=False)
+    _journal: Any = field(default=None, repr=False)  # the journal, kept open for appending
 
     @property
     def journal_path(self) -> Path:
@@ -79,19 +80,44 @@ class Conversation:
 
     def save(self) -> None:
         """Append the new messages to the journal; rewrite the small state file if it changed."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._journal is not None and os.fstat(self._journal.fileno()).st_nlink == 0:
+            # Deleted from under us (the agent's shell can): both files are written afresh.
+            self._rewrite, self._written_state = True, ""
+        if self._unsaved and not self._rewrite and self._journal is None:
+            try:
+                self._journal = open(os.open(self.journal_path, os.O_WRONLY | os.O_APPEND), "ab", buffering=0)
+            except FileNotFoundError:
+                self._rewrite = True  # gone since it was loaded
         if self._rewrite:
+            self._close_journal()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             _replace(self.journal_path, "".join(_line(m) for m in self.messages))
             self._rewrite = False
+            self._journal = open(self.journal_path, "ab", buffering=0)  # noqa: SIM115 - kept open across saves
         elif self._unsaved:
-            with open(self.journal_path, "a") as fh:
-                fh.write("".join(_line(m) for m in self._unsaved))
+            self._append("".join(_line(m) for m in self._unsaved).encode())
         self._unsaved.clear()
         state = json.dumps({"version": STATE_VERSION, "session_id": self.session_id,
                             "todos": self.todos, "shell_cwd": self.shell_cwd}, separators=(",", ":"))
         if state != self._written_state:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             _replace(self.path, state)
             self._written_state = state
+
+    def _append(self, data: bytes) -> None:
+        try:
+            if self._journal.write(data) != len(data):
+                raise OSError(f"short write to {self.journal_path}")
+        except BaseException:
+            self._rewrite = True  # where the journal ends is unknown now: written afresh next time
+            self._close_journal()
+            raise
+
+    def _close_journal(self) -> None:
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            with contextlib.suppress(OSError):
+                journal.close()
 
     def append(self, message: dict[str, Any]) -> None:
         """Add a Messages API message (merging consecutive user turns); `save` persists."""

@@ -95,3 +95,48 @@ def test_unreadable_state_is_kept_aside_and_a_new_conversation_starts(tmp_path: 
     conv.append({"role": "user", "content": "fresh"})
     conv.save()
     assert Conversation.load(path).messages == [{"role": "user", "content": "fresh"}]
+
+
+def test_a_journal_deleted_under_the_runtime_is_written_afresh(tmp_path: Path) -> None:
+    conv = _conv(tmp_path)
+    conv.append({"role": "user", "content": "one"})
+    conv.save()
+    conv.journal_path.unlink()  # the agent's shell can: the next save must not write into the void
+    conv.append({"role": "assistant", "content": [{"type": "text", "text": "a"}]})
+    conv.save()
+    assert _conv(tmp_path).messages == conv.messages and len(conv.messages) == 2
+    import shutil
+
+    shutil.rmtree(conv.path.parent)  # the whole state directory
+    conv.append({"role": "user", "content": "two"})
+    conv.save()
+    assert _conv(tmp_path).messages == conv.messages and len(conv.messages) == 3
+
+
+def test_a_failed_append_rewrites_the_journal_at_the_next_save(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    conv = _conv(tmp_path)
+    conv.append({"role": "user", "content": "one"})
+    conv.save()
+
+    real = conv._journal
+
+    class Full:
+        def fileno(self) -> int:
+            return real.fileno()
+
+        def write(self, data: bytes) -> int:
+            return len(data) // 2  # a short write: the disk filled up mid-line
+
+        def close(self) -> None:
+            real.close()
+
+    conv._journal = Full()
+    with conv.journal_path.open("a") as fh:
+        fh.write('{"role":"assistant","con')  # what the short write left behind
+    conv.append({"role": "assistant", "content": [{"type": "text", "text": "a"}]})
+    with pytest.raises(OSError):
+        conv.save()
+    conv.save()  # the disk has room again: the journal is written whole
+    assert _conv(tmp_path).messages == conv.messages and len(conv.messages) == 2
