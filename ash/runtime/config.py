@@ -70,9 +70,26 @@ class AgentSettings:
     mcp_servers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+_texts: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _read_text(path: Path) -> str:
+    """PATH's text, re-read only when the file changed (inode, size or mtime): every query reads
+    the agent's settings, and a stat costs a fraction of an open and a read. Raises like
+    `read_text`."""
+    st = os.stat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _texts.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    text = path.read_text()
+    _texts[path] = (key, text)
+    return text
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(_read_text(path))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
@@ -90,7 +107,7 @@ def load_agent_settings(workspace: Path, agent_dir: Path) -> AgentSettings:
     prompt = None
     for candidate in (workspace / "CLAUDE.md", agent_dir / "CLAUDE.md"):
         try:
-            prompt = candidate.read_text()
+            prompt = _read_text(candidate)
             break
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             continue
