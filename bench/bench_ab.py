@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
     Stack,
     TimedFake,
+    TurnTiming,
     cpu_by_role,
     cpu_seconds,
     create_session,
@@ -35,13 +36,12 @@ from _harness import (  # noqa: E402
 PG_STATS_SETTLE_S = 2
 
 
-def overhead_ms(fake: TimedFake, stack_turn: object) -> float | None:
-    t = stack_turn
-    if t.errors or not t.done:  # type: ignore[attr-defined]
+def overhead_ms(fake: TimedFake, t: TurnTiming) -> float | None:
+    """The turn's end-to-end time minus the fake model's own; None for a failed turn."""
+    if t.errors or not t.done:
         return None
     time.sleep(0.002)  # let the fake's thread record the call's end before it is looked up
-    calls = fake.calls_between(t.sent, t.done)  # type: ignore[attr-defined]
-    return t.total_ms - sum(c.ms for c in calls)  # type: ignore[attr-defined]
+    return t.total_ms - sum(c.ms for c in fake.calls_between(t.sent, t.done))
 
 
 def run(args: argparse.Namespace) -> str:

@@ -5,8 +5,8 @@ Two files under `.ash/`: `conversation.json`, small state rewritten atomically w
 append-only journal of the messages in the order they were added. A save appends only what is
 new (to the journal, kept open between saves), so a turn costs the same on the first query and
 the thousandth; loading replays the journal (merging consecutive user messages, as `append`
-does). A line torn by a crash mid-write is dropped on load. Nothing is fsynced: a host crash is covered by the runner's workspace
-snapshots.
+does). A line torn by a crash mid-write is dropped on load. Nothing is fsynced: a host crash is
+covered by the runner's workspace snapshots.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Conversation:
             self._rewrite, self._written_state = True, ""
         if self._unsaved and not self._rewrite and self._journal is None:
             try:
-                self._journal = open(os.open(self.journal_path, os.O_WRONLY | os.O_APPEND), "ab", buffering=0)
+                self._journal = _open_for_append(self.journal_path, create=False)
             except FileNotFoundError:
                 self._rewrite = True  # gone since it was loaded
         if self._rewrite:
@@ -93,7 +93,7 @@ class Conversation:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _replace(self.journal_path, "".join(_line(m) for m in self.messages))
             self._rewrite = False
-            self._journal = open(self.journal_path, "ab", buffering=0)  # noqa: SIM115 - kept open across saves
+            self._journal = _open_for_append(self.journal_path, create=True)
         elif self._unsaved:
             self._append("".join(_line(m) for m in self._unsaved).encode())
         self._unsaved.clear()
@@ -135,6 +135,13 @@ class Conversation:
 
 def _line(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":")) + "\n"
+
+
+def _open_for_append(path: Path, *, create: bool) -> Any:
+    """PATH, unbuffered, for appending across saves (so a failed write leaves nothing behind in
+    a buffer to go out later)."""
+    flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0)
+    return open(os.open(path, flags, 0o666), "ab", buffering=0)  # noqa: SIM115 - kept open
 
 
 def _replace(path: Path, text: str) -> None:
