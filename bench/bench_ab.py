@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> str:
         with ExitStack() as stack_cm:
             stacks, raws, sids = {}, {}, {}
             for i, (name, repo) in enumerate(repos.items()):
-                stack = stack_cm.enter_context(Stack(args.mode, fake, redis_db=args.redis_db - i, repo=repo))
+                stack = stack_cm.enter_context(Stack(args.mode, fake, redis_db=args.redis_db + i, repo=repo))
                 client = stack_cm.enter_context(stack.client())
                 stacks[name], raws[name] = stack, stack_cm.enter_context(stack.raw_client())
                 deploy_agent(client)
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["embedded", "distributed"], default="embedded")
     parser.add_argument("--turns", type=int, default=300, help="pairs of turns")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--redis-db", type=int, default=14, help="A uses this Redis db, B the one below (both empty)")
+    parser.add_argument("--redis-db", type=int, default=14, help="A uses this Redis db, B the next one (both empty)")
     print(run(parser.parse_args()), flush=True)
 
 

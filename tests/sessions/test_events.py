@@ -13,6 +13,18 @@ from ash.events import MemoryTransport, RedisTransport
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _clean_redis_db():
+    """The turn logs the Redis cases write live for an hour: gone when the module is done."""
+    yield
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    except redis.ConnectionError:
+        pass  # no Redis: its cases failed already
+
+
 def transports() -> list:
     return [pytest.param(MemoryTransport, id="memory"), pytest.param(lambda: RedisTransport(REDIS_URL), id="redis")]
 
