@@ -64,7 +64,8 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant_id = tenant_field()
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: the unique (session, sequence) index serves every lookup by session.
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(help_text="JSON-encoded SDK message")
     sequence = models.PositiveBigIntegerField()
@@ -90,7 +91,8 @@ class SessionEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant_id = tenant_field()
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the unique (session, sequence) index serves every lookup by session.
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="events", db_index=False)
     type = models.CharField(max_length=16, choices=Type.choices)
     data = models.TextField(null=True, blank=True, help_text="JSON-encoded payload")
     sequence = models.PositiveBigIntegerField()
@@ -140,7 +142,8 @@ class Turn(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant_id = tenant_field()
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns")
+    # No index of its own: turn_session_created (session, -created_at) serves lookups by session.
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns", db_index=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     prompt = models.JSONField(help_text="The user content: a string or content blocks")
     options = models.JSONField(default=dict, blank=True)

@@ -9,8 +9,8 @@ from django.db import models
 TENANT_MAX_LENGTH = 64
 
 
-def tenant_field() -> models.CharField:
-    return models.CharField(max_length=TENANT_MAX_LENGTH, db_index=True, default="default")
+def tenant_field(*, indexed: bool = True) -> models.CharField:
+    return models.CharField(max_length=TENANT_MAX_LENGTH, db_index=indexed, default="default")
 
 
 class ApiKey(models.Model):
