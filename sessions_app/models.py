@@ -37,8 +37,14 @@ class Session(models.Model):
     runtime_session_id = models.CharField(max_length=64, blank=True, default="", help_text="The agent runtime's own session id")
     snapshot_key = models.CharField(max_length=1024, blank=True, default="")
     # The running turn; a conditional UPDATE on NULL refuses a second concurrent turn (409).
-    active_turn = models.ForeignKey("Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    last_turn = models.ForeignKey("Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Both point at this session's own turns, which are deleted only with it (CASCADE below), so
+    # there is nothing to set to NULL. And no index: nothing looks a session up by its turn, and
+    # an indexed column changing on every turn would make each of the turn's session updates
+    # rewrite every index of the session (no HOT update on PostgreSQL).
+    active_turn = models.ForeignKey("Turn", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                                    db_index=False)
+    last_turn = models.ForeignKey("Turn", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                                  db_index=False)
     # Atomic per-session counters (UPDATE ... + 1 inside the inserting transaction): gapless, never MAX+1.
     message_seq = models.PositiveBigIntegerField(default=0)
     event_seq = models.PositiveBigIntegerField(default=0)

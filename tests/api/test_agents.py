@@ -10,7 +10,7 @@ import pytest
 
 from agents_app.models import Agent, AgentVersion
 from queue_app.models import QueueItem
-from sessions_app.models import Message, Session, SessionEvent
+from sessions_app.models import Message, Session, SessionEvent, Turn
 from sessions_app.services import session_event_record, session_message_record
 from tests.conftest import assert_error, b64
 
@@ -303,6 +303,19 @@ def test_delete_removes_sessions_messages_events_and_cancels_pending_queue(api, 
     assert cancelled.error == 'Agent "helper" was deleted'
     assert QueueItem.objects.get(pk=done.pk).status == "completed"
     assert QueueItem.objects.get(pk=other_item["id"]).status == "pending"
+
+
+@pytest.mark.django_db(transaction=True)  # the deferred foreign keys are checked at a real commit
+def test_delete_removes_sessions_with_the_turns_they_point_at(api, deploy):
+    agent = Agent.objects.get(pk=deploy("helper")["id"])
+    for running in (True, False):
+        session = Session.objects.create(tenant_id=api.tenant_id, agent=agent, agent_name="helper",
+                                         status=Session.Status.ACTIVE)
+        turn = Turn.objects.create(tenant_id=api.tenant_id, session=session, prompt="hi")
+        Session.objects.filter(pk=session.pk).update(active_turn=turn if running else None, last_turn=turn)
+    assert api.delete("/api/agents/helper").json() == {"ok": True}
+    assert not Session.objects.filter(agent_name="helper").exists()
+    assert not Turn.objects.exists()
 
 
 @pytest.mark.postgres
