@@ -69,7 +69,7 @@ class Message(models.Model):
         ASSISTANT = "assistant"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant_id = tenant_field()
+    tenant_id = tenant_field(indexed=False)  # read only through its session: no index of its own
     # No index of its own: the unique (session, sequence) index serves every lookup by session.
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
     role = models.CharField(max_length=16, choices=Role.choices)
@@ -96,7 +96,7 @@ class SessionEvent(models.Model):
         LIFECYCLE = "lifecycle"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant_id = tenant_field()
+    tenant_id = tenant_field(indexed=False)  # read only through its session: no index of its own
     # No index of its own: the unique (session, sequence) index serves every lookup by session.
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="events", db_index=False)
     type = models.CharField(max_length=16, choices=Type.choices)
@@ -147,7 +147,7 @@ class Turn(models.Model):
         INTERRUPTED = "interrupted"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant_id = tenant_field()
+    tenant_id = tenant_field(indexed=False)  # read only through its session: no index of its own
     # No index of its own: turn_session_created (session, -created_at) serves lookups by session.
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns", db_index=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
