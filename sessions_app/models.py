@@ -6,7 +6,7 @@ import uuid
 
 from django.db import models
 
-from ash.core.models import tenant_field
+from ash.core.models import tenant_field, uuid7
 
 
 class Session(models.Model):
@@ -68,7 +68,7 @@ class Message(models.Model):
         USER = "user"
         ASSISTANT = "assistant"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     tenant_id = tenant_field(indexed=False)  # read only through its session: no index of its own
     # No index of its own: the unique (session, sequence) index serves every lookup by session.
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
@@ -95,7 +95,7 @@ class SessionEvent(models.Model):
         TURN_COMPLETE = "turn_complete"
         LIFECYCLE = "lifecycle"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     tenant_id = tenant_field(indexed=False)  # read only through its session: no index of its own
     # No index of its own: the unique (session, sequence) index serves every lookup by session.
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="events", db_index=False)
@@ -146,7 +146,7 @@ class Turn(models.Model):
         FAILED = "failed"
         INTERRUPTED = "interrupted"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     tenant_id = tenant_field(indexed=False)  # read only through its session: no index of its own
     # No index of its own: turn_session_created (session, -created_at) serves lookups by session.
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="turns", db_index=False)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 
-from ash.core.models import tenant_field
+from ash.core.models import tenant_field, uuid7
 
 
 class UsageEvent(models.Model):
@@ -20,7 +18,7 @@ class UsageEvent(models.Model):
         COMPUTE_SECONDS = "compute_seconds"
         COST_USD = "cost_usd"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # Neither id has an index of its own: the three (tenant_id, …, created_at) indexes below serve
     # every query (all are per tenant), and each index more is written for every row of every turn.
     tenant_id = tenant_field(indexed=False)

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 from django.db import models
 
 TENANT_MAX_LENGTH = 64
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7: 48 bits of Unix milliseconds, then 74 random
+    bits). The primary key of the rows every turn appends (messages, events, turns, usage): new
+    keys land at the end of their index instead of on a random page, so a turn's commit writes a
+    few index pages rather than one per row."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC's variant
+    return uuid.UUID(int=value)
 
 
 def tenant_field(*, indexed: bool = True) -> models.CharField:

@@ -301,3 +301,19 @@ def test_on_postgresql_a_batch_of_one_statement_is_still_one_execute_without_a_c
         sql.update(Session, where={"id": session.pk}, values={"status": "paused"}, batch=True)
     assert batch.rowcounts == [1]
     assert Session.objects.get(pk=session.pk).status == "paused"
+
+
+def test_uuid7_is_a_time_ordered_rfc_uuid_and_rows_get_one() -> None:
+    import time
+
+    from ash.core.models import uuid7
+
+    first = uuid7()
+    time.sleep(0.002)
+    ids = [uuid7() for _ in range(5000)]
+    assert len(set(ids)) == 5000
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert first.int >> 80 < ids[0].int >> 80 <= int(time.time() * 1000)  # milliseconds first: later sorts later
+    session = _session()
+    message = Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=1)
+    assert message.pk.version == 7
