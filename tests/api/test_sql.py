@@ -317,3 +317,25 @@ def test_uuid7_is_a_time_ordered_rfc_uuid_and_rows_get_one() -> None:
     session = _session()
     message = Message(session_id=session.pk, tenant_id="t1", role="user", content="{}", sequence=1)
     assert message.pk.version == 7
+
+
+def test_the_rows_a_turn_writes_carry_no_index_another_one_covers() -> None:
+    """Each index is written for every row of every turn: none that another index already serves
+    (the unique (session, sequence) ones, the (session, created) and (tenant, …) composites), and
+    none on the session's turn references, which change every turn."""
+    from django.db import connection
+
+    redundant = {
+        "sessions_app_message": [["session_id"], ["tenant_id"]],
+        "sessions_app_sessionevent": [["session_id"], ["tenant_id"]],
+        "sessions_app_turn": [["session_id"], ["tenant_id"]],
+        "usage_app_usageevent": [["session_id"], ["tenant_id"]],
+        "sessions_app_session": [["active_turn_id"], ["last_turn_id"]],
+    }
+    with connection.cursor() as cursor:
+        for table, columns in redundant.items():
+            constraints = connection.introspection.get_constraints(cursor, table).values()
+            indexed = [c["columns"] for c in constraints if (c["index"] or c["unique"]) and not c["primary_key"]]
+            assert not [cols for cols in indexed if cols in columns], table
+            # What serves the lookups instead: an index or unique constraint led by the same column.
+            assert any(cols[0] in ("tenant_id", "session_id") and len(cols) > 1 for cols in indexed), table
