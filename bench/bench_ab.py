@@ -33,8 +33,6 @@ from _harness import (  # noqa: E402
     table,
 )
 
-PG_STATS_SETTLE_S = 2
-
 
 def overhead_ms(fake: TimedFake, t: TurnTiming) -> float | None:
     """The turn's end-to-end time minus the fake model's own; None for a failed turn."""
@@ -81,7 +79,8 @@ def run(args: argparse.Namespace) -> str:
         total = sum(roles.values()) / args.turns * 1000
         out.append(f"- {name}: CPU {total:.2f} ms per turn ("
                    + ", ".join(f"{k} {v / args.turns * 1000:.2f}" for k, v in sorted(roles.items()) if v > 0) + ")")
-    out.append(f"- median paired difference B − A: {statistics.median(diffs):+.2f} ms over {len(diffs)} pairs"
+    median = f"{statistics.median(diffs):+.2f} ms" if diffs else "none (no pair succeeded)"
+    out.append(f"- median paired difference B − A: {median} over {len(diffs)} pairs"
                f"{f'; {failed} pairs failed' if failed else ''}")
     out.append(f"(finished with {machine_conditions()})\n")
     return "\n".join(out)
