@@ -141,6 +141,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis, celery, events ------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Plain redis:// only (rediss:// and the others keep kombu's own choice of transport).
+CELERY_BROKER_TRANSPORT = "ash.celery:RedisTransport" if REDIS_URL.startswith("redis://") else None
 CELERY_RESULT_BACKEND = REDIS_URL or None
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"

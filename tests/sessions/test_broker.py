@@ -1,0 +1,53 @@
+"""The Celery broker transport on Redis: kombu's, keeping one redis-py client per channel."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+from ash.celery import RedisTransport
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture
+def connection():
+    conn = Connection(REDIS_URL, transport=RedisTransport)
+    yield conn
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    conn.release()
+
+
+def test_a_channel_keeps_one_client_for_its_commands(connection) -> None:
+    channel = connection.channel()
+    first = channel._create_client()
+    assert channel._create_client() is first
+    assert channel._create_client(asynchronous=True) is not first  # the consumer's BRPOP client: its own
+    assert connection.channel()._create_client() is not first  # another channel, another client
+
+
+def test_publish_deliver_ack_and_requeue_through_it(connection) -> None:
+    """Messages go out, come in, and an unacknowledged one comes back: the acks_late path."""
+    queue = Queue(f"test-{uuid.uuid4().hex}", Exchange("test-broker", type="direct"), routing_key="k")
+    got: list = []
+    with connection.channel() as channel:
+        producer = Producer(channel)
+        for n in range(3):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="k", declare=[queue])
+        consumer = Consumer(channel, [queue], callbacks=[lambda body, message: got.append((body, message))])
+        with consumer:
+            while len(got) < 3:
+                connection.drain_events(timeout=5)
+        assert [body["n"] for body, _ in got] == [0, 1, 2]
+        for _, message in got[:2]:
+            message.ack()
+        got[2][1].requeue()  # what a worker lost mid-task leads to
+    with connection.channel() as channel:
+        again: list = []
+        with Consumer(channel, [queue], callbacks=[lambda body, message: again.append(message) or message.ack()]):
+            connection.drain_events(timeout=5)
+        assert [m.payload["n"] for m in again] == [2]
