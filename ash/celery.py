@@ -35,4 +35,3 @@ class RedisTransport(kombu_redis.Transport):
     """The redis:// broker transport with `_RedisChannel` (settings.CELERY_BROKER_TRANSPORT)."""
 
     Channel = _RedisChannel
-

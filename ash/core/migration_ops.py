@@ -15,10 +15,11 @@ def drop_indexes(*indexes: tuple[str, str, str, bool]) -> migrations.RunPython:
 
     def forwards(apps: Any, schema_editor: Any) -> None:
         postgresql = schema_editor.connection.vendor == "postgresql"
+        q = schema_editor.quote_name
         for _table, _column, name, varchar in indexes:
-            schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
+            schema_editor.execute(f"DROP INDEX IF EXISTS {q(name)}")
             if postgresql and varchar:
-                schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name + '_like')}")
+                schema_editor.execute(f"DROP INDEX IF EXISTS {q(name + '_like')}")
 
     def backwards(apps: Any, schema_editor: Any) -> None:
         postgresql = schema_editor.connection.vendor == "postgresql"
