@@ -17,6 +17,9 @@ WORKSPACE_PATH = "/workspace"
 AGENT_PATH = "/agent"
 PROXY_DIR_PATH = "/run/ash-proxy"
 RUNTIME_PATH = "/opt/ash"
+# While waiting for a cgroup to freeze, ask again this often: cgroup v1 tries each task once per
+# request, and one caught mid-syscall on a busy machine leaves the group FREEZING for good.
+FREEZE_RETRY_SECONDS = 0.05
 
 
 class Isolation(enum.StrEnum):

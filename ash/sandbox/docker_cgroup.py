@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ash.sandbox.base import SandboxStats
+from ash.sandbox.base import FREEZE_RETRY_SECONDS, SandboxStats
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -71,18 +71,24 @@ class ContainerCgroups:
     def freeze(self, timeout: float = 5.0) -> None:
         """Freeze the group directly (not through the engine); wait until it is frozen."""
         if self.freezer is not None:
-            (self.freezer / "freezer.state").write_text("FROZEN")
+            ask = lambda: (self.freezer / "freezer.state").write_text("FROZEN")  # noqa: E731
             done = lambda: (self.freezer / "freezer.state").read_text().strip() == "FROZEN"  # noqa: E731
         elif self.unified is not None:
-            (self.unified / "cgroup.freeze").write_text("1")
+            ask = lambda: (self.unified / "cgroup.freeze").write_text("1")  # noqa: E731
             done = lambda: "frozen 1" in (self.unified / "cgroup.events").read_text()  # noqa: E731
         else:
             raise OSError("no freezer for this container")
+        ask()
         deadline = time.monotonic() + timeout
+        next_ask = time.monotonic() + FREEZE_RETRY_SECONDS
         while not done():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 self.thaw()
                 raise TimeoutError("container did not freeze")
+            if now > next_ask:
+                ask()
+                next_ask = now + FREEZE_RETRY_SECONDS
             time.sleep(0.001)
 
     def thaw(self) -> None:

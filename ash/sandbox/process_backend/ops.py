@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..base import SandboxError, SandboxStats
+from ..base import FREEZE_RETRY_SECONDS, SandboxError, SandboxStats
 from ..quota import DiskGuard, tree_size
 from . import archive
 from .sandbox import ProcessSandbox
@@ -61,11 +61,16 @@ class StateOps(DiskGuard):
         sb.group.freeze()
         sb.paused = True
         deadline = time.monotonic() + FREEZE_TIMEOUT
+        next_ask = time.monotonic() + FREEZE_RETRY_SECONDS
         while not sb.group.is_frozen():
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 sb.group.thaw()
                 sb.paused = False
                 raise SandboxError(f"sandbox {sb.id} did not freeze within {FREEZE_TIMEOUT}s")
+            if now > next_ask:
+                sb.group.freeze()
+                next_ask = now + FREEZE_RETRY_SECONDS
             await asyncio.sleep(0.001)
 
     async def resume(self, sb: ProcessSandbox) -> None:  # type: ignore[override]
