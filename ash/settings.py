@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 
+from ash.runtime.eventloop import choice as _event_loop_choice
 from ash.secrets import data_dir_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -206,6 +207,10 @@ ASH_AGENT_MAX_FILES = env.int("ASH_AGENT_MAX_FILES", default=5000)
 # --- sandboxes --------------------------------------------------------------------------------
 ASH_ISOLATION = env.str("ASH_ISOLATION", default="")  # "" = best available, "strict" = refuse to degrade
 ASH_SANDBOX_BACKEND = env.str("ASH_SANDBOX_BACKEND", default="process")  # process | docker
+try:  # read by ash.runtime.eventloop itself (Django-free): checked here so a typo fails at start
+    ASH_EVENT_LOOP = _event_loop_choice()  # uvloop (when installed) | asyncio
+except ValueError as exc:
+    raise environ.ImproperlyConfigured(str(exc)) from None
 ASH_DOCKER_IMAGE = env.str("ASH_DOCKER_IMAGE", default="")
 ASH_DOCKER_HOST = env.str("ASH_DOCKER_HOST", default="") or env.str("DOCKER_HOST", default="")
 ASH_MAX_SANDBOXES = env.int("ASH_MAX_SANDBOXES", default=100)

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from ash import dispatch
 from ash.core.bootstrap import bootstrap_embedded
+from ash.runtime import eventloop
 from sessions_app.runner import start_embedded_runner, stop_host
 
 log = logging.getLogger("ash.serve")
@@ -33,6 +34,7 @@ class Command(BaseCommand):
             # One process hosts everything: sessions of earlier runs lost their sandboxes.
             runner = start_embedded_runner()
 
+        eventloop.use_for_new_loops()  # before Daphne's import creates its reactor's loop
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
