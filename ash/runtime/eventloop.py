@@ -50,8 +50,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def use_for_new_loops() -> None:
     """Make the chosen loop asyncio's default for this process, for code that creates its own
-    loop with `asyncio.new_event_loop()` (Daphne's Twisted reactor does, when it is imported)."""
-    if loop_factory() is not asyncio.new_event_loop:
+    loop with `asyncio.new_event_loop()` (Daphne's Twisted reactor does, when it is imported).
+    A bad ASH_EVENT_LOOP is left to Django's settings to report."""
+    try:
+        factory = loop_factory()
+    except ValueError:
+        return
+    if factory is not asyncio.new_event_loop:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -172,6 +172,7 @@ def test_serve_bootstraps_a_private_key_file_and_serves_the_api(tmp_path):
     output = log.read_text()
     assert key not in output  # printed neither by serve nor by any logger
     assert str(key_file) in output
+    assert "event loop: uvloop" in output  # Daphne's reactor runs on the loop manage.py chose
 
 
 def test_assert_error_helper_is_strict(api):

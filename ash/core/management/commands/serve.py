@@ -10,7 +10,6 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from ash import dispatch
 from ash.core.bootstrap import bootstrap_embedded
-from ash.runtime import eventloop
 from sessions_app.runner import start_embedded_runner, stop_host
 
 log = logging.getLogger("ash.serve")
@@ -34,9 +33,9 @@ class Command(BaseCommand):
             # One process hosts everything: sessions of earlier runs lost their sandboxes.
             runner = start_embedded_runner()
 
-        eventloop.use_for_new_loops()  # before Daphne's import creates its reactor's loop
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
+        from twisted.internet import reactor
 
         from ash.asgi import application
 
@@ -48,6 +47,7 @@ class Command(BaseCommand):
             lines.append(f"  API key file: {boot.key_file}")
         if runner is not None:
             lines.append(f"  runner: {runner.runner_id} (in-process, sandbox isolation: {runner.isolation})")
+        lines.append(f"  event loop: {type(reactor._asyncioEventloop).__module__.split('.')[0]}")  # manage.py chose it
         lines.append(f"  ready in {time.monotonic() - started:.2f}s")
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
