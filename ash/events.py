@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -27,23 +27,62 @@ MEMORY_TURN_LOG_TTL_SECONDS = 900  # in-process: bounded memory on long-running 
 MEMORY_EXPIRY_SWEEP_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
+_UNSET: Any = object()
+# How RedisTransport.publish_many lays a frame out (an event name needs no escaping in JSON).
+_STORED = re.compile(r'\{"seq":(\d+),"event":"([A-Za-z0-9_.:-]+)","data":(.*)\}', re.DOTALL)
+
+
 class Frame:
-    seq: int
-    event: str  # SSE event name: message | error | done | permission_request ...
-    data: Any
+    """One frame of a turn: SSE event name, data, and its place in the turn's log (`seq`).
+
+    The data is kept as the value it was published with or, read back from Redis, as its JSON
+    text until something asks for the value: a relay writes that text out as it came, with no
+    parse and re-encode per frame. Both forms give the same `data_json`."""
+
+    __slots__ = ("seq", "event", "_data", "_data_json")
+
+    def __init__(self, seq: int, event: str, data: Any = _UNSET, *, data_json: str | None = None) -> None:
+        if data is _UNSET and data_json is None:
+            raise TypeError("Frame needs its data or its data's JSON")
+        self.seq, self.event, self._data, self._data_json = seq, event, data, data_json
+
+    @property
+    def data(self) -> Any:
+        if self._data is _UNSET:
+            self._data = json.loads(self._data_json)  # type: ignore[arg-type]
+        return self._data
+
+    @property
+    def data_json(self) -> str:
+        """The data as one line of compact JSON (json.dumps never emits a raw newline)."""
+        if self._data_json is None:
+            self._data_json = _dumps(self._data)
+        return self._data_json
 
     @property
     def terminal(self) -> bool:
         return self.event in TERMINAL_EVENTS
 
-    def to_json(self) -> str:
-        return json.dumps({"seq": self.seq, "event": self.event, "data": self.data}, separators=(",", ":"))
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return (self.seq, self.event, self.data) == (other.seq, other.event, other.data)
+
+    def __repr__(self) -> str:
+        return f"Frame(seq={self.seq}, event={self.event!r}, data={self.data_json})"
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Frame:
-        obj = json.loads(raw)
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        stored = _STORED.fullmatch(text)
+        if stored is not None:
+            return cls(int(stored.group(1)), stored.group(2), data_json=stored.group(3))
+        obj = json.loads(text)  # any other layout of the same object
         return cls(seq=int(obj["seq"]), event=str(obj["event"]), data=obj["data"])
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class _MemoryTurnLog:
@@ -162,7 +201,7 @@ class RedisTransport:
     def publish_many(self, turn_id: str, items: list[tuple[str, Any]]) -> list[Frame]:
         """Append ITEMS (event, data) in order, in one round trip."""
         # The Lua script numbers and appends atomically, so concurrent publishers cannot reorder.
-        bodies = [json.dumps({"event": event, "data": data}, separators=(",", ":"))[1:] for event, data in items]
+        bodies = [_dumps({"event": event, "data": data})[1:] for event, data in items]  # the layout _STORED reads
         key = self._key(turn_id)
         first = int(self._seq_script(keys=[key, key + ":seq"], args=[TURN_LOG_TTL_SECONDS, MAX_FRAMES_PER_TURN, *bodies]))
         return [Frame(seq=first + i, event=event, data=data) for i, (event, data) in enumerate(items)]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from django.http import StreamingHttpResponse
 
 KEEPALIVE = b": keepalive\n\n"
 
 
-def sse_frame(event: str, data: Any, *, event_id: int | None = None) -> bytes:
-    # json.dumps never emits raw newlines, so `data:` is always one line.
-    line = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+def sse_frame(event: str, data_json: str, *, event_id: int | None = None) -> bytes:
+    """A frame whose data is already one line of JSON (as `Frame.data_json` gives it)."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {line}\n\n".encode()
+    return f"{head}event: {event}\ndata: {data_json}\n\n".encode()
 
 
 def sse_response(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:

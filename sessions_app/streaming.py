@@ -138,7 +138,7 @@ def _abandon_unstarted(turn_id: str) -> None:
 
 
 def _encode(frame: Frame, with_ids: bool) -> bytes:
-    return sse_frame(frame.event, frame.data, event_id=frame.seq if with_ids else None)
+    return sse_frame(frame.event, frame.data_json, event_id=frame.seq if with_ids else None)
 
 
 AsyncView = Callable[..., Awaitable[HttpResponse]]

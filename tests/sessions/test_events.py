@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import uuid
 
 import pytest
 
-from ash.events import MemoryTransport, RedisTransport
+from ash.events import Frame, MemoryTransport, RedisTransport
+from ash.sse import sse_frame
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
@@ -106,3 +108,30 @@ async def test_redis_waits_longer_than_the_client_socket_timeout() -> None:
     threading.Thread(target=publish_later).start()
     frames = await asyncio.wait_for(collect(transport, turn, wait=8.0), 30)
     assert [f.event for f in frames if f is not None] == ["done"]
+
+
+@pytest.mark.parametrize("make", transports())
+async def test_a_frame_relays_the_same_json_whichever_transport_carried_it(make) -> None:
+    """Redis frames keep their data's JSON text (relayed without a parse and re-encode); the
+    value and the text are the same on both transports, non-ASCII and odd characters included."""
+    transport, turn = make(), str(uuid.uuid4())
+    data = {"text": "naïve “quotes” \\ \"x\" }\n{", "n": [1, 2.5, None, True], "日本": {"}": "{"}}
+    transport.publish_many(turn, [("message", data), ("done", {"sessionId": "s"})])
+    frames = await collect(transport, turn)
+    assert [(f.seq, f.event, f.data) for f in frames] == [(1, "message", data), (2, "done", {"sessionId": "s"})]
+    assert frames[0].data_json == json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    assert "\n" not in frames[0].data_json
+    assert sse_frame(frames[0].event, frames[0].data_json, event_id=1).decode() == (
+        f"id: 1\nevent: message\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n")
+
+
+def test_stored_frames_of_another_layout_still_read() -> None:
+    """A frame written as any JSON object with seq, event and data (an older publisher's)."""
+    spaced = Frame.from_json(b'{"seq": 3, "event": "message", "data": {"a": "\\u00e9"}}')
+    assert (spaced.seq, spaced.event, spaced.data, spaced.data_json) == (3, "message", {"a": "é"}, '{"a":"é"}')
+    reordered = Frame.from_json('{"event":"done","data":{},"seq":4}')
+    assert (reordered.seq, reordered.event, reordered.data, reordered.terminal) == (4, "done", {}, True)
+    lazy = Frame.from_json('{"seq":5,"event":"message","data":{"b":[1,2]}}')
+    assert lazy.data_json == '{"b":[1,2]}' and lazy.data == {"b": [1, 2]} and lazy == Frame(5, "message", {"b": [1, 2]})
+    with pytest.raises(TypeError):
+        Frame(1, "message")
