@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ash.llm_proxy.pricing import cost_usd, resolve_price
+
+if TYPE_CHECKING:
+    from ash.llm_proxy.server import ModelProxy
 
 _METERED_EVENTS = (b"message_start", b"message_delta")
 
@@ -127,3 +130,38 @@ class UsageMeter:
             price_known=local or resolve_price(self.model).known,
             complete=self.stopped,
         )
+
+
+class CallMeter:
+    """One model call's metering as its answer passes through to the sandbox.
+
+    The call is counted, and its usage reported, the moment the answer is complete (its
+    `message_stop`, or a whole JSON message): before that last piece is relayed. The sandbox
+    cannot finish its query ahead of it, so a turn's runner always has the usage of the turn's
+    calls to store with the turn's end (reported after the query, it was written on its own, in
+    a transaction of its own, for about a third of the bench's turns). A call that never
+    completes is counted by `finish`."""
+
+    def __init__(self, proxy: ModelProxy, meter: UsageMeter, request_id: str | None, started: float, *,
+                 local: bool, stream: bool) -> None:
+        self.proxy, self.meter, self.request_id, self.started = proxy, meter, request_id, started
+        self.local, self.stream = local, stream
+        self.counted = False
+
+    async def feed(self, chunk: bytes) -> None:
+        """Meter CHUNK of a streamed answer (call before relaying it)."""
+        self.meter.feed(chunk)
+        if self.meter.stopped:
+            await self.finish()
+
+    async def feed_json(self, body: bytes) -> None:
+        """Meter a whole JSON answer (call before relaying it)."""
+        self.meter.feed_json(body)
+        await self.finish()
+
+    async def finish(self) -> None:
+        """Count the call now if it has not been (the answer ended early, or was not metered)."""
+        if not self.counted:
+            self.counted = True
+            await self.proxy.record_usage(self.meter, self.request_id, self.started, local=self.local,
+                                          stream=self.stream)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ash.llm_proxy.errors import error_body, error_bytes, is_anthropic_error, new_request_id
 from ash.llm_proxy.http11 import HttpConnection, IncomingRequest
-from ash.llm_proxy.metering import UsageMeter
+from ash.llm_proxy.metering import CallMeter, UsageMeter
 from ash.llm_proxy.upstream_http import Timeouts, UpstreamError, UpstreamResponse, is_timeout
 from ash.runtime.model_client.errors import ModelConnectionError
 
@@ -68,11 +68,10 @@ async def relay_upstream(proxy: ModelProxy, conn: HttpConnection, request: Incom
         if not response.complete:
             return await _send_error(conn, 502, "the model API's response is too large")
         if is_messages:
-            meter = UsageMeter()
-            meter.feed_json(body)
+            call = CallMeter(proxy, UsageMeter(), response.headers.get("request-id"), started, local=False,
+                             stream=False)
+            await call.feed_json(body)
             await conn.respond(response.status, _relayed_headers(response), body)
-            await proxy.record_usage(meter, response.headers.get("request-id"), started,
-                                     local=False, stream=False)
         else:
             await conn.respond(response.status, _relayed_headers(response), body)
         return response.status
@@ -105,12 +104,12 @@ async def _relay_error(conn: HttpConnection, response: UpstreamResponse) -> int:
 
 async def _relay_stream(proxy: ModelProxy, conn: HttpConnection, response: UpstreamResponse,
                         started: float) -> int:
-    meter = UsageMeter()
+    call = CallMeter(proxy, UsageMeter(), response.headers.get("request-id"), started, local=False, stream=True)
     try:
         await conn.start_stream(response.status, _relayed_headers(response))
         try:
             async for chunk in response.body():
-                meter.feed(chunk)
+                await call.feed(chunk)
                 await conn.send_chunk(chunk)
         except ModelConnectionError as exc:
             # Headers are gone already: end the stream with an SSE error the SDK raises.
@@ -120,6 +119,5 @@ async def _relay_stream(proxy: ModelProxy, conn: HttpConnection, response: Upstr
             await conn.send_chunk(f"event: error\ndata: {json.dumps(event)}\n\n".encode())
         await conn.end_stream()
     finally:
-        await proxy.record_usage(meter, response.headers.get("request-id"), started,
-                                 local=False, stream=True)
+        await call.finish()
     return response.status

@@ -31,7 +31,7 @@ from ash.llm_proxy.errors import (
     new_request_id,
 )
 from ash.llm_proxy.http11 import HttpConnection, IncomingRequest, ProxyLimits, RequestRejected
-from ash.llm_proxy.metering import UsageMeter, UsageRecord
+from ash.llm_proxy.metering import CallMeter, UsageMeter, UsageRecord
 from ash.llm_proxy.relay import relay_upstream
 from ash.llm_proxy.upstream import Upstream
 from ash.llm_proxy.upstream_http import UpstreamHttp
@@ -239,28 +239,28 @@ class ModelProxy:
             return 200
         started = time.monotonic()
         answer = local_model.local_respond(body)
-        meter = UsageMeter(local_model.LOCAL_MODEL_ID)
         request_id = new_request_id()
+        call = CallMeter(self, UsageMeter(local_model.LOCAL_MODEL_ID), request_id, started, local=True,
+                         stream=bool(body.get("stream")))
         headers = [("request-id", request_id)]
         try:
             if body.get("stream"):
                 await conn.start_stream(200, SSE + headers)
                 for frame in answer.sse_frames():
-                    meter.feed(frame)
+                    await call.feed(frame)
                     await conn.send_chunk(frame)
                 await conn.end_stream()
             else:
                 data = answer.json_bytes()
-                meter.feed_json(data)
+                await call.feed_json(data)
                 await conn.respond(200, JSON + headers, data)
         finally:
-            await self.record_usage(meter, request_id, started, local=True,
-                                    stream=bool(body.get("stream")))
+            await call.finish()
         return 200
 
     async def record_usage(self, meter: UsageMeter, request_id: str | None, started: float,
                            *, local: bool, stream: bool) -> None:
-        """Count one answered model call and report its usage (never raises)."""
+        """Count one answered model call and report its usage (never raises). Use `CallMeter`."""
         self.calls += 1
         if not meter.seen:
             return
@@ -274,3 +274,4 @@ class ModelProxy:
                 await self.on_usage(record)
             except Exception:
                 logger.exception("on_usage callback failed (sandbox %s)", self.sandbox_id)
+

@@ -81,6 +81,7 @@ class Reply:
     stop_reason: str | None = None  # default: "tool_use" if any tool_use block, else "end_turn"
     model: str | None = None  # default: the requested model
     delay: float = 0.0  # seconds before each SSE event (or before the JSON body)
+    end_delay: float = 0.0  # seconds between the last SSE event and the end of the body
     chunk: int = 8  # characters per text/thinking/json delta
     stream_error: dict[str, Any] | None = None  # emitted as `event: error` after the 1st block
     id: str = field(default_factory=lambda: f"msg_fake{uuid.uuid4().hex[:20]}")
@@ -356,6 +357,8 @@ class FakeAnthropic:
             frame = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
             writer.write(b"%x\r\n%s\r\n" % (len(frame), frame))
             await writer.drain()
+        if reply.end_delay:
+            await asyncio.sleep(reply.end_delay)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 

@@ -118,6 +118,29 @@ async def test_usage_and_cost_are_metered_exactly(
     assert proxy.turn_cost_usd == expected_cost
 
 
+@pytest.mark.parametrize("local", [False, True], ids=["upstream", "local"])
+async def test_usage_is_reported_before_the_sandbox_sees_the_message_end(
+        fake_anthropic: FakeAnthropic, make_proxy: ProxyFactory, usage_records: list[UsageRecord],
+        local: bool) -> None:
+    """A runtime ends its query at `message_stop`; the call's usage must be in by then, so the
+    turn's runner stores it with the turn (reported after, it was written on its own)."""
+    # The body's end comes a while after message_stop, as it can from the real API.
+    fake_anthropic.script([Reply.text("done soon", delay=0.01, chunk=3, end_delay=0.3)])
+    proxy = await make_proxy(Upstream.local() if local else anthropic_upstream(fake_anthropic))
+    seen_at_stop: list[int] = []
+    async with uds_client(proxy) as client, client.stream(
+            "POST", "/v1/messages", json=message_body(stream=True), headers=MESSAGE_HEADERS) as response:
+        received = b""
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            if b"event: message_stop" in received and not seen_at_stop:
+                seen_at_stop.append(len(usage_records))
+    assert seen_at_stop == [1]
+    [record] = usage_records
+    assert record.complete and record.output_tokens > 0 and record.local is local
+    assert proxy.calls == 1  # counted once, not again when the stream closed
+
+
 async def test_budget_refuses_without_calling_upstream(
         fake_anthropic: FakeAnthropic, make_proxy: ProxyFactory) -> None:
     fake_anthropic.script([Reply.text("x", usage=usage(input_tokens=1000, output_tokens=1000)),
