@@ -151,7 +151,8 @@ class MemoryTransport:
                         return
                     continue
                 try:
-                    await asyncio.wait_for(ev.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):  # no task per wait, as wait_for makes on 3.11
+                        await ev.wait()
                 except TimeoutError:
                     yield []
         finally:
