@@ -33,6 +33,7 @@ from ash.sandbox.base import (
     SandboxError,
     SandboxGone,
     SandboxSpec,
+    compile_runtime_code,
 )
 from ash.sandbox.docker_cgroup import ContainerCgroups, kill_subtree
 from ash.sandbox.docker_exec import Capture, DockerProcess, feed_stdin, open_exec_stream, pump
@@ -89,6 +90,7 @@ class DockerBackend(WorkspaceOps):
         except docker.errors.DockerException as e:
             raise SandboxError(f"no Docker engine at {host}: {e}") from e
         self._api_version = self._client.api.api_version
+        compile_runtime_code()  # used where the image's Python is the same minor version as ours
         self._sandboxes: dict[str, DockerSandbox] = {}
         self._guard: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()

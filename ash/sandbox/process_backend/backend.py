@@ -29,6 +29,7 @@ from ..base import (
     SandboxError,
     SandboxGone,
     SandboxSpec,
+    compile_runtime_code,
 )
 from ..cgroups import CgroupDriver, CgroupLimits, detect_driver
 from ..probe import choose_isolation
@@ -128,6 +129,7 @@ class ProcessBackend(StateOps):
         import ash
 
         ash_pkg = Path(ash.__file__).resolve().parent
+        compile_runtime_code()
         src = self.base_dir / "runtime-src"
         src.mkdir(mode=0o755, exist_ok=True)
         link = src / "ash"
