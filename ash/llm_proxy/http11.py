@@ -71,6 +71,7 @@ class HttpConnection:
         self._writer = writer
         self._limits = limits
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self._held = b""  # a streamed response's head, written with what follows it (`flush_held`)
 
     async def _event(self, timeout: float) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
         while True:
@@ -137,34 +138,43 @@ class HttpConnection:
     def can_respond(self) -> bool:
         return self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
 
-    async def _write(self, event: h11.Event) -> None:
-        data = self._conn.send(event)
+    async def _write(self, *events: h11.Event) -> None:
+        """EVENTS (and a held head) in one write: each write wakes the client for a round of work."""
+        data = self._held + b"".join(self._conn.send(event) or b"" for event in events)
+        self._held = b""
         if data:
             self._writer.write(data)
             await self._writer.drain()
+
+    def flush_held(self) -> None:
+        """Write a held response head now."""
+        if self._held:
+            self._writer.write(self._held)
+            self._held = b""
 
     async def respond(self, status: int, headers: list[tuple[str, str]], body: bytes,
                       *, close: bool = False) -> None:
         extra = [("content-length", str(len(body)))]
         if close:
             extra.append(("connection", "close"))
-        await self._write(h11.Response(status_code=status, headers=headers + extra,
-                                       reason=_reason(status)))
-        if body:
-            await self._write(h11.Data(data=body))
-        await self._write(h11.EndOfMessage())
+        head = h11.Response(status_code=status, headers=headers + extra, reason=_reason(status))
+        await self._write(head, *([h11.Data(data=body)] if body else []), h11.EndOfMessage())
 
     async def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None:
-        # No content-length: h11 frames the body with chunked transfer encoding.
-        await self._write(h11.Response(status_code=status, headers=headers,
-                                       reason=_reason(status)))
+        """Start a chunked response (no content-length). The head leaves with the first chunk
+        when that is sent before the loop's next round (its bytes were already here), else then."""
+        self._held += self._conn.send(h11.Response(status_code=status, headers=headers,
+                                                   reason=_reason(status))) or b""
+        asyncio.get_running_loop().call_soon(self.flush_held)
 
-    async def send_chunk(self, data: bytes) -> None:
-        if data:
-            await self._write(h11.Data(data=data))
+    async def send_chunk(self, data: bytes, *, last: bool = False) -> None:
+        """A chunk of the body; LAST ends the body in the same write."""
+        events: list[h11.Event] = [h11.Data(data=data)] if data else []
+        await self._write(*events, *([h11.EndOfMessage()] if last else []))
 
     async def end_stream(self) -> None:
-        await self._write(h11.EndOfMessage())
+        if self._conn.our_state is not h11.DONE:  # not ended by a last chunk already
+            await self._write(h11.EndOfMessage())
 
     async def reject(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """Answer an unreadable request, then drain what the client still sends and close.

@@ -110,7 +110,7 @@ async def _relay_stream(proxy: ModelProxy, conn: HttpConnection, response: Upstr
         try:
             async for chunk in response.body():
                 await call.feed(chunk)
-                await conn.send_chunk(chunk)
+                await conn.send_chunk(chunk, last=response.ending)  # the last chunk ends the body too
         except ModelConnectionError as exc:
             # Headers are gone already: end the stream with an SSE error the SDK raises.
             kind, reason = ("timeout_error", "timed out") if is_timeout(exc) else ("api_error", "connection lost")

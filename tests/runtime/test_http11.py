@@ -35,6 +35,30 @@ async def test_chunks_that_arrived_together_go_out_together() -> None:
     assert response.complete and response.reusable
 
 
+async def test_the_last_part_is_known_as_last_when_the_end_came_with_it() -> None:
+    """`ending` is set with the body's last part when its end is already here (the proxy then
+    ends its relayed body in the same write); not when the end is still to come."""
+    reader = asyncio.StreamReader()
+    response = _response(reader)
+    parts = response.body()
+    reader.feed_data(chunk(b"first"))
+    assert await asyncio.wait_for(anext(parts), 1) == b"first"
+    assert not response.ending
+    reader.feed_data(chunk(b"last") + b"0\r\n\r\n")
+    assert await asyncio.wait_for(anext(parts), 1) == b"last"
+    assert response.ending and not response.complete  # complete once the body is consumed
+    with pytest.raises(StopAsyncIteration):
+        await anext(parts)
+    assert response.complete
+
+    sized = Response(asyncio.StreamReader(), _Writer(), 200, {"content-length": "6"}, True, 2.0)  # type: ignore[arg-type]
+    sized.reader.feed_data(b"abc")
+    sized_parts = sized.body()
+    assert (await anext(sized_parts), sized.ending) == (b"abc", False)
+    sized.reader.feed_data(b"def")
+    assert (await anext(sized_parts), sized.ending) == (b"def", True)
+
+
 async def test_a_complete_chunk_is_not_held_back_waiting_for_the_next() -> None:
     reader = asyncio.StreamReader()
     response = _response(reader)

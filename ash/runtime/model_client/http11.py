@@ -43,6 +43,7 @@ class Response:
         self.status = status
         self.headers = headers
         self.complete = False  # the whole body was read: the connection may serve another request
+        self.ending = False  # the part `body()` yields now is the body's last (known before it ends)
         self._keep_alive = keep_alive and headers.get("connection", "").lower() != "close"
         self._read_timeout_s = read_timeout_s
 
@@ -110,15 +111,17 @@ class Response:
                 yield b"".join(ready)
                 ready = []
             buf += await self._read_more()
-        if ready:
-            yield b"".join(ready)
         while not (buf.startswith(b"\r\n") or b"\r\n\r\n" in buf):  # optional trailers
             buf += await self._read_more()
+        if ready:
+            self.ending = True
+            yield b"".join(ready)
 
     async def _sized(self, remaining: int) -> AsyncIterator[bytes]:
         while remaining > 0:
             data = await self._read_more(min(remaining, READ_SIZE))
             remaining -= len(data)
+            self.ending = remaining <= 0
             yield data
 
     async def _until_eof(self) -> AsyncIterator[bytes]:
