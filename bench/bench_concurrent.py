@@ -60,7 +60,7 @@ async def fire(stack: Stack, sids: list[str], label: str) -> tuple[list[float], 
 
 def run(args: argparse.Namespace) -> str:
     fake = TimedFake().start()
-    extra = {"ASH_MAX_SANDBOXES": str(args.max_sandboxes)}
+    extra = {"ASH_MAX_SANDBOXES": str(args.max_sandboxes), **dict(args.env)}
     if args.runner_concurrency:
         extra["ASH_RUNNER_CONCURRENCY"] = str(args.runner_concurrency)
     out = [f"## bench_concurrent: {args.mode}, {args.sessions} sessions ({machine_conditions()} at start)", ""]
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--min-free-gb", type=float, default=4.0)
     parser.add_argument("--redis-db", type=int, default=14, help="an empty Redis db (flushed afterwards)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) for inspection")
+    parser.add_argument("--env", action="append", default=[], type=lambda kv: tuple(kv.split("=", 1)),
+                        help="NAME=VALUE for the deployment (repeatable)")
     print(run(parser.parse_args()), flush=True)
 
 

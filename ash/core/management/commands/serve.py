@@ -14,6 +14,8 @@ from sessions_app.runner import start_embedded_runner, stop_host
 
 log = logging.getLogger("ash.serve")
 
+LISTEN_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
+
 
 class Command(BaseCommand):
     help = "Start Ash (Daphne: API, SSE, admin) on the embedded default: migrate, bootstrap, serve."
@@ -54,7 +56,9 @@ class Command(BaseCommand):
         try:
             Server(
                 application=application,
-                endpoints=build_endpoint_description_strings(host=host, port=port),
+                # Twisted listens with a backlog of 50: a burst of new clients (200 turns started
+                # at once) overflowed it, and the kernel's SYN retries cost them seconds or a reset.
+                endpoints=[f"{e}:backlog={LISTEN_BACKLOG}" for e in build_endpoint_description_strings(host=host, port=port)],
                 http_timeout=None,
                 websocket_timeout=None,
                 application_close_timeout=10,
