@@ -7,9 +7,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ash.settings")
-    from ash.runtime.eventloop import use_for_new_loops
+    from ash.eventloop import import_daphne_on_chosen_loop
 
-    use_for_new_loops()  # first: Django's setup imports Daphne, whose reactor then makes its loop
+    import_daphne_on_chosen_loop()  # first: Django's setup imports Daphne, whose reactor makes its loop
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 
-from ash.runtime.eventloop import choice as _event_loop_choice
+from ash.eventloop import choice as _event_loop_choice
 from ash.secrets import data_dir_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -207,7 +207,7 @@ ASH_AGENT_MAX_FILES = env.int("ASH_AGENT_MAX_FILES", default=5000)
 # --- sandboxes --------------------------------------------------------------------------------
 ASH_ISOLATION = env.str("ASH_ISOLATION", default="")  # "" = best available, "strict" = refuse to degrade
 ASH_SANDBOX_BACKEND = env.str("ASH_SANDBOX_BACKEND", default="process")  # process | docker
-try:  # read by ash.runtime.eventloop itself (Django-free): checked here so a typo fails at start
+try:  # read by ash.eventloop itself (before Django's setup): checked here so a typo fails at start
     ASH_EVENT_LOOP = _event_loop_choice()  # uvloop (when installed) | asyncio
 except ValueError as exc:
     raise environ.ImproperlyConfigured(str(exc)) from None

@@ -11,7 +11,6 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from ash.runtime import eventloop
 from ash.runtime import protocol as p
 from ash.runtime.config import RuntimeConfig
 from ash.runtime.engines import Engine, PermissionAnswer, PermissionAsk
@@ -259,4 +258,4 @@ async def amain(config: RuntimeConfig | None = None) -> int:
 def main() -> int:
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("ASH_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return eventloop.run(amain())
+    return asyncio.run(amain())

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from ash.llm_proxy.metering import UsageRecord
 from ash.llm_proxy.server import ModelProxy
 from ash.llm_proxy.upstream import Upstream
-from ash.runtime import eventloop, protocol
+from ash.runtime import protocol
 from ash.runtime.client import RuntimeClient, RuntimeClosed
 from ash.sandbox.base import AGENT_PATH, PROXY_DIR_PATH, WORKSPACE_PATH, Limits, SandboxSpec
 from ash.sandbox.pool import PoolEntry, SandboxPool, SandboxState, WarmKey
@@ -111,7 +111,7 @@ class RunnerHost:
         self.persist_workspace = persist_workspace
         self.upstream_env = upstream_env
         self.hosted: dict[str, Hosted] = {}  # by session id
-        self.loop = eventloop.new_event_loop()
+        self.loop = asyncio.new_event_loop()  # not uvloop: see ash.eventloop
         self._thread = threading.Thread(target=self._run_loop, name=f"runner-{runner_id}", daemon=True)
         self.pool = SandboxPool(
             backend, max_sandboxes=max_sandboxes, idle_timeout=idle_timeout, on_evict=self._on_evict, id_prefix="sb"
