@@ -69,3 +69,23 @@ def test_celery_reads_every_celery_setting_under_its_own_name() -> None:
         assert app.conf[key] == getattr(settings, name), key
     assert app.conf.task_acks_late is True and app.conf.worker_prefetch_multiplier == 1
     assert app.conf.task_serializer == "json" and app.conf.accept_content == ["json"]
+
+
+def test_redis_replies_are_parsed_by_hiredis() -> None:
+    """redis-py (the event streams, Celery's broker) picks its C parser when hiredis is installed:
+    ~0.5 ms less CPU a distributed turn than its Python parser."""
+    import redis
+    from redis.connection import DefaultParser
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE and DefaultParser.__name__ == "_HiredisParser"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert client.ping() is True
+        conn = client.connection_pool.get_connection()
+        try:
+            assert type(conn._parser).__name__ == "_HiredisParser"
+        finally:
+            client.connection_pool.release(conn)
+    finally:
+        client.close()
