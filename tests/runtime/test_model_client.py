@@ -608,6 +608,8 @@ def test_request_bodies_stay_exact_whatever_the_history_does() -> None:
             history = rng.sample(history, len(history))
         params = {"model": "m", "messages": history if action != "other" else pool[step % 7:], "stream": True}
         assert cache.request_body(params) == _json.dumps(params, ensure_ascii=False, separators=(",", ":"))
+    for params in ({"messages": [], "tools": []}, {}, {"messages": [pool[0]], "tools": [{"name": "t"}], "x": [1, "é"]}):
+        assert cache.request_body(params) == _json.dumps(params, ensure_ascii=False, separators=(",", ":"))
 
 
 @pytest.mark.parametrize(("a", "b", "n"), [
