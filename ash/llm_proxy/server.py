@@ -260,7 +260,7 @@ class ModelProxy:
 
     async def record_usage(self, meter: UsageMeter, request_id: str | None, started: float,
                            *, local: bool, stream: bool) -> None:
-        """Count one answered model call and report its usage (never raises). Use `CallMeter`."""
+        """Count one answered model call and report its usage (never raises); `CallMeter` calls it."""
         self.calls += 1
         if not meter.seen:
             return
@@ -274,4 +274,3 @@ class ModelProxy:
                 await self.on_usage(record)
             except Exception:
                 logger.exception("on_usage callback failed (sandbox %s)", self.sandbox_id)
-

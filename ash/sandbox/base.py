@@ -13,6 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+# Paths as the agent sees them, identical for every backend.
+WORKSPACE_PATH = "/workspace"
+AGENT_PATH = "/agent"
+PROXY_DIR_PATH = "/run/ash-proxy"
+RUNTIME_PATH = "/opt/ash"
+# While waiting for a cgroup to freeze, ask again this often: cgroup v1 tries each task once per
+# request, and one caught mid-syscall on a busy machine leaves the group FREEZING for good.
+FREEZE_RETRY_SECONDS = 0.05
+
 
 def compile_runtime_code() -> None:
     """Byte-compile the sandbox runtime's modules where they live (`ash/__init__`, `ash/runtime/`).
@@ -30,16 +39,6 @@ def compile_runtime_code() -> None:
     with contextlib.suppress(OSError):
         compileall.compile_file(root / "__init__.py", quiet=2)
         compileall.compile_dir(root / "runtime", quiet=2)
-
-
-# Paths as the agent sees them, identical for every backend.
-WORKSPACE_PATH = "/workspace"
-AGENT_PATH = "/agent"
-PROXY_DIR_PATH = "/run/ash-proxy"
-RUNTIME_PATH = "/opt/ash"
-# While waiting for a cgroup to freeze, ask again this often: cgroup v1 tries each task once per
-# request, and one caught mid-syscall on a busy machine leaves the group FREEZING for good.
-FREEZE_RETRY_SECONDS = 0.05
 
 
 class Isolation(enum.StrEnum):
