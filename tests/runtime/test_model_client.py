@@ -586,7 +586,6 @@ def test_request_bodies_reuse_the_json_of_messages_sent_before(monkeypatch) -> N
 def test_request_bodies_stay_exact_whatever_the_history_does() -> None:
     """Reuse is by identity of a common prefix: a changed middle, a shorter list, a reordered
     one all still give json.dumps's bytes."""
-    import json as _json
     import random
 
     from ash.runtime.model_client import client as client_module
@@ -607,9 +606,20 @@ def test_request_bodies_stay_exact_whatever_the_history_does() -> None:
         elif action == "shuffle":
             history = rng.sample(history, len(history))
         params = {"model": "m", "messages": history if action != "other" else pool[step % 7:], "stream": True}
-        assert cache.request_body(params) == _json.dumps(params, ensure_ascii=False, separators=(",", ":"))
-    for params in ({"messages": [], "tools": []}, {}, {"messages": [pool[0]], "tools": [{"name": "t"}], "x": [1, "é"]}):
-        assert cache.request_body(params) == _json.dumps(params, ensure_ascii=False, separators=(",", ":"))
+        _assert_exact(cache, params)
+    for params in ({"messages": [], "tools": []}, {}, {"messages": [pool[0]], "tools": [{"name": "t"}], "x": [1, "é"]},
+                   {"tools": [{"name": "ü"}, {"name": "t"}], "messages": pool[:1]}):
+        _assert_exact(cache, params)
+
+
+def _assert_exact(cache: Any, params: dict[str, Any]) -> None:
+    """The body is json.dumps's, UTF-8; the length given with the parts is theirs."""
+    import json as _json
+
+    expected = _json.dumps(params, ensure_ascii=False, separators=(",", ":"))
+    parts, size = cache.request_parts(params)
+    assert b"".join(parts) == expected.encode() and size == len(expected.encode())
+    assert cache.request_body(params) == expected
 
 
 @pytest.mark.parametrize(("a", "b", "n"), [

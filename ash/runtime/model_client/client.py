@@ -10,7 +10,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ash import __version__
 from ash.runtime.model_client.errors import (
@@ -86,21 +86,27 @@ class EncodedMessages:
     def __init__(self) -> None:
         self._lists: dict[str, _EncodedList | _EncodedItems] = {"messages": _EncodedList(), "tools": _EncodedItems()}
 
-    def request_parts(self, params: Mapping[str, Any]) -> list[bytes]:
-        """The body as parts whose concatenation is the UTF-8 JSON of PARAMS."""
-        parts = [b"{"]
+    def request_parts(self, params: Mapping[str, Any]) -> tuple[list[bytes], int]:
+        """The body as parts whose concatenation is the UTF-8 JSON of PARAMS, and its length
+        (kept along with the parts: summing a long history's parts was O(history) per call)."""
+        parts, size = [b"{"], 2
         for i, (key, value) in enumerate(params.items()):
             cache = self._lists.get(key) if isinstance(value, list) else None
-            parts += [b"," if i else b"", _encoded(key), b":"]
+            name = _encoded(key)
+            parts += [b"," if i else b"", name, b":"]
             if cache is not None:
-                parts += cache.encode(value)
+                array, array_size = cache.encode(value)
+                parts += array
             else:
-                parts.append(_encoded(value))
+                array = _encoded(value)
+                parts.append(array)
+                array_size = len(array)
+            size += bool(i) + len(name) + 1 + array_size
         parts.append(b"}")
-        return parts
+        return parts, size
 
     def request_body(self, params: Mapping[str, Any]) -> str:
-        return b"".join(self.request_parts(params)).decode()
+        return b"".join(self.request_parts(params)[0]).decode()
 
 
 class _EncodedItems:
@@ -111,7 +117,7 @@ class _EncodedItems:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[Any, bytes]] = {}  # id -> (the item, kept alive; its JSON)
 
-    def encode(self, items: list[Any]) -> list[bytes]:
+    def encode(self, items: list[Any]) -> tuple[list[bytes], int]:
         if len(self._cache) > self.MAX:
             self._cache.clear()
         texts = []
@@ -120,7 +126,14 @@ class _EncodedItems:
             if hit is None:  # an id in the cache is its live item's: the entry keeps it alive
                 hit = self._cache[id(item)] = (item, _encoded(item))
             texts.append(hit[1])
-        return _array(texts)
+        return _array(texts, sum(map(len, texts)))
+
+
+class _Snapshot(NamedTuple):
+    ids: list[int]
+    texts: list[bytes]  # each item's JSON
+    ends: list[int]  # ends[k]: the bytes of texts[:k]
+    items: list[Any]  # held: an id cannot be reused while it is compared
 
 
 class _EncodedList:
@@ -129,34 +142,39 @@ class _EncodedList:
     KEEP = 8  # snapshots: subagent and main-thread calls interleave
 
     def __init__(self) -> None:
-        self._snapshots: list[tuple[list[int], list[bytes], list[Any]]] = []  # (ids, JSON, items), newest last
+        self._snapshots: list[_Snapshot] = []  # newest last
 
-    def encode(self, items: list[Any]) -> list[bytes]:
+    def encode(self, items: list[Any]) -> tuple[list[bytes], int]:
         ids = list(map(id, items))
-        best: tuple[list[int], list[bytes], list[Any]] | None = None
+        best: _Snapshot | None = None
         reused = 0
         for snapshot in self._snapshots:
-            n = _common_prefix(ids, snapshot[0])
+            n = _common_prefix(ids, snapshot.ids)
             if n > reused:
                 best, reused = snapshot, n
-        texts = best[1][:reused] if best is not None else []
-        texts += [_encoded(item) for item in items[reused:]]
+        texts = best.texts[:reused] if best is not None else []
+        ends = best.ends[:reused + 1] if best is not None else [0]
+        for item in items[reused:]:
+            text = _encoded(item)
+            texts.append(text)
+            ends.append(ends[-1] + len(text))
         if best is not None:
             self._snapshots.remove(best)
-        self._snapshots.append((ids, texts, list(items)))
+        self._snapshots.append(_Snapshot(ids, texts, ends, list(items)))
         del self._snapshots[:-self.KEEP]
-        return _array(texts)
+        return _array(texts, ends[-1])
 
 
-def _array(texts: list[bytes]) -> list[bytes]:
-    """A JSON array of TEXTS as parts: the items themselves, not a joined copy of them."""
+def _array(texts: list[bytes], size: int) -> tuple[list[bytes], int]:
+    """A JSON array of TEXTS (SIZE bytes together) as parts, the items themselves rather than a
+    joined copy of them, and the array's length."""
     if not texts:
-        return [b"[]"]
+        return [b"[]"], 2
     parts = [b","] * (2 * len(texts) + 1)
     parts[0] = b"["
     parts[1::2] = texts
     parts[-1] = b"]"
-    return parts
+    return parts, size + len(texts) + 1  # the commas between the items and the brackets
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -197,8 +215,8 @@ class ModelClient:
     async def stream(self, params: Mapping[str, Any], *,
                      betas: Sequence[str] = ()) -> AsyncIterator[MessageStream]:
         """POST the params with `stream: true`; retried as the SDK does until a response starts."""
-        parts = self._messages.request_parts({**params, "stream": True})
-        head = self._request_head(sum(map(len, parts)), betas)
+        parts, size = self._messages.request_parts({**params, "stream": True})
+        head = self._request_head(size, betas)
         response = await self._send_with_retries(b"".join([head, *parts]))
         stream = MessageStream(response)
         try:
