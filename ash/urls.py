@@ -6,9 +6,11 @@ from ash.core.views import HealthView
 
 urlpatterns = [
     path("health", HealthView.as_view()),
+    # Sessions first: they take the traffic (a turn, its events, its files), and Django notes every
+    # pattern it tries before the one that matches.
+    path("api/", include("sessions_app.urls")),
     path("api/", include("ash.core.urls")),
     path("api/", include("agents_app.urls")),
-    path("api/", include("sessions_app.urls")),
     path("api/", include("credentials_app.urls")),
     path("api/", include("queue_app.urls")),
     path("api/", include("usage_app.urls")),
