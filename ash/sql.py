@@ -176,7 +176,8 @@ def _conn(model: type[Model], write: bool) -> Any:
     return connections[alias]
 
 
-def _fields(model: type[Model], names: Sequence[str]) -> tuple[Field, ...]:
+@functools.cache
+def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[Field, ...]:
     return tuple(model._meta.get_field(name) for name in names)
 
 
@@ -195,7 +196,7 @@ class Ref:
 def _where(conn: Any, model: type[Model], where: dict[str, Any]) -> tuple[str, list[Any]]:
     """`a = %s AND b IS NULL …` and its parameters (None: IS NULL; NOT_NULL: IS NOT NULL)."""
     quote, parts, params = conn.ops.quote_name, [], []
-    for field, value in zip(_fields(model, list(where)), where.values(), strict=True):
+    for field, value in zip(_fields(model, tuple(where)), where.values(), strict=True):
         if value is None:
             parts.append(f"{quote(field.column)} IS NULL")
         elif value is NOT_NULL:
@@ -332,7 +333,7 @@ def update_returning(model: type[M], *, where: dict[str, Any], values: dict[str,
 def _update_sql(conn: Any, model: type[Model], where: dict[str, Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
     quote = conn.ops.quote_name
     sets, params = [], []
-    for field, value in zip(_fields(model, list(values)), values.values(), strict=True):
+    for field, value in zip(_fields(model, tuple(values)), values.values(), strict=True):
         if isinstance(value, Add):
             sets.append(f"{quote(field.column)} = {quote(field.column)} + %s")
             params.append(value.n)
