@@ -2,11 +2,12 @@
 installed, on asyncio's own loop when ASH_EVENT_LOOP=asyncio.
 
 Only Daphne's. A turn's HTTP request, its SSE relay and Django's handler run on that loop, and
-uvloop takes a fifth off its cost. The runner's loop (sandboxes, their model proxies) and the
-sandbox runtimes stay on asyncio's loop, because they start processes: uvloop starts one by
-forking the whole process and waits, holding the GIL, until the child has exec'd. In a server
-holding 200 sandboxes that froze every thread for tens of milliseconds per snapshot, and 200
-snapshots put seconds on concurrent turns; a runtime would pay ~1.3 ms more per tool command.
+uvloop runs the loop itself in C (asyncio's own loop was ~a fifth of the server's CPU in a
+turn's profile). The runner's loop (sandboxes, their model proxies) and the sandbox runtimes
+stay on asyncio's loop, because they start processes: uvloop starts one by forking the whole
+process and waits, holding the GIL, until the child has exec'd. In a server holding 200
+sandboxes that froze every thread for tens of milliseconds per snapshot, and 200 snapshots put
+seconds on concurrent turns; a runtime would pay ~1.3 ms more per tool command.
 """
 
 from __future__ import annotations

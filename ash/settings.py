@@ -176,6 +176,10 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 
 # --- API ------------------------------------------------------------------------------------
+try:  # read by ash.eventloop itself (before Django's setup): checked here so a typo fails at start
+    ASH_EVENT_LOOP = _event_loop_choice()  # uvloop (when installed) | asyncio
+except ValueError as exc:
+    raise environ.ImproperlyConfigured(str(exc)) from None
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["ash.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["ash.auth.IsTenant"],
@@ -207,10 +211,6 @@ ASH_AGENT_MAX_FILES = env.int("ASH_AGENT_MAX_FILES", default=5000)
 # --- sandboxes --------------------------------------------------------------------------------
 ASH_ISOLATION = env.str("ASH_ISOLATION", default="")  # "" = best available, "strict" = refuse to degrade
 ASH_SANDBOX_BACKEND = env.str("ASH_SANDBOX_BACKEND", default="process")  # process | docker
-try:  # read by ash.eventloop itself (before Django's setup): checked here so a typo fails at start
-    ASH_EVENT_LOOP = _event_loop_choice()  # uvloop (when installed) | asyncio
-except ValueError as exc:
-    raise environ.ImproperlyConfigured(str(exc)) from None
 ASH_DOCKER_IMAGE = env.str("ASH_DOCKER_IMAGE", default="")
 ASH_DOCKER_HOST = env.str("ASH_DOCKER_HOST", default="") or env.str("DOCKER_HOST", default="")
 ASH_MAX_SANDBOXES = env.int("ASH_MAX_SANDBOXES", default=100)

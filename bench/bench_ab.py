@@ -5,7 +5,7 @@ after the other compare the minutes as much as the code. Here both deployments l
 (each idle while the other serves a turn) and every turn of A is paired with the next turn of B:
 the median of the per-pair differences, and each side's CPU per turn over the same minutes.
 Half the pairs run with A's deployment started first, half with B's (fresh deployments): in A/A
-runs of one code base, whichever deployment started second was ~0.26 ms faster.
+runs of one code base, whichever deployment started second was up to ~0.4 ms faster.
 
 Run: .venv/bin/python bench/bench_ab.py --a /path/to/checkout-a --b /path/to/checkout-b \\
          --mode embedded --turns 300
@@ -76,7 +76,7 @@ def measure(args: argparse.Namespace, fake: TimedFake, repos: dict[str, Path], s
 
 def run(args: argparse.Namespace) -> str:
     """Half the pairs with A's deployment started first, half with B's: the deployment started
-    second came out ~0.26 ms faster in A/A runs of one code base, so either alone is biased."""
+    second came out up to ~0.4 ms faster in A/A runs of one code base, so either alone is biased."""
     fake = TimedFake().start()
     repos = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
     out = [f"## bench_ab: {args.mode}, A = {repos['A']}, B = {repos['B']} ({machine_conditions()} at start)", ""]
