@@ -285,7 +285,7 @@ class _Publisher:
             if counts or session_values:
                 # Last: the turn's end adds its own usage rows to the same insert. A batch that
                 # writes nothing else (the runtime's init message) leaves the usage for the next:
-                # a transaction of its own for it held up a third of the bench's turns.
+                # alone it cost a transaction of its own in over a third of the bench's turns.
                 self.store_usage()
         frames = [frame for message, d in zip(messages, derived, strict=True) for frame in (*d.frames, ("message", message))]
         return frames, sum(d.tool_calls for d in derived)
