@@ -19,6 +19,9 @@ STATS_KEYS = {
     UsageEvent.Type.COMPUTE_SECONDS: "totalComputeSeconds",
     UsageEvent.Type.COST_USD: "totalCostUsd",
 }
+# A sum of floats carries binary noise (three 0.012 s rows add up to 0.036000000000000004). Values
+# are stored at ms and sub-microdollar precision, so nine decimals keep every sum exact.
+STATS_DECIMALS = 9
 
 
 def usage_events_filter(
@@ -51,5 +54,5 @@ def usage_stats(**filters: object) -> dict[str, float]:
     for row in rows:
         key = STATS_KEYS.get(row["event_type"])
         if key:
-            stats[key] = row["total"] or 0
+            stats[key] = round(row["total"] or 0, STATS_DECIMALS)
     return stats

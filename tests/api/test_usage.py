@@ -111,6 +111,15 @@ def test_stats_apply_the_filters(api, events):
     assert (stats["totalInputTokens"], stats["totalCostUsd"]) == (7, 0)
 
 
+def test_stats_sums_carry_no_float_noise(make_client):
+    client = make_client("sums")
+    sid = uuid.uuid4()
+    for minutes, (type_, value) in enumerate([("compute_seconds", 0.012)] * 3 + [("cost_usd", 0.1), ("cost_usd", 0.2)]):
+        _event(client.tenant_id, session_id=sid, agent="alpha", type_=type_, value=value, minutes=minutes)
+    stats = client.get("/api/usage/stats").json()["stats"]
+    assert (stats["totalComputeSeconds"], stats["totalCostUsd"]) == (0.036, 0.3)
+
+
 def test_stats_of_empty_tenant_are_all_zero(make_client):
     stats = make_client("fresh").get("/api/usage/stats").json()["stats"]
     assert len(stats) == 8 and set(stats.values()) == {0}
