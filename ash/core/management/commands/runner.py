@@ -6,6 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ash import heap
+
 
 class Command(BaseCommand):
     help = (
@@ -32,7 +34,7 @@ class Command(BaseCommand):
         self.stdout.write(f"runner {rid} ready (isolation {host.isolation}); queues: ash, {runner_queue(rid)}")
         self.stdout.flush()
         try:
-            app.Worker(
+            worker = app.Worker(
                 queues=["ash", runner_queue(rid)],
                 pool="threads",
                 concurrency=concurrency,
@@ -40,6 +42,8 @@ class Command(BaseCommand):
                 hostname=f"{rid}@%h",
                 without_mingle=True,
                 without_gossip=True,
-            ).start()
+            )
+            heap.settle()  # after everything startup loads: full GC collections stay short
+            worker.start()
         finally:
             stop_host()
