@@ -50,7 +50,13 @@ _MODEL_ID = re.compile(r"[A-Za-z0-9._:@-]{1,200}")
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle takes ~30 ms; every proxy in the process shares one context.
+    """What an HTTPS model API is verified against: the CA file in SSL_CERT_FILE and the
+    directory in SSL_CERT_DIR when either is set, as httpx (and so the anthropic SDK) and OpenSSL
+    read them (a private gateway's CA, a TLS-inspecting corporate proxy); else certifi's bundle.
+    Loading a bundle takes ~30 ms: every proxy in the process shares one context."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
     return ssl.create_default_context(cafile=certifi.where())
 
 

@@ -125,9 +125,12 @@ class UpstreamHttp:
                 return reader, writer
             writer.close()
         try:
+            tls = self._tls() if origin.tls else None
+        except (OSError, ssl.SSLError) as exc:  # a CA file or directory that cannot be read
+            raise UpstreamError(False, f"TLS trust store (SSL_CERT_FILE, SSL_CERT_DIR) not loaded: {exc}") from exc
+        try:
             async with asyncio.timeout(timeout_s):
-                return await asyncio.open_connection(origin.host, origin.port,
-                                                     ssl=self._tls() if origin.tls else None)
+                return await asyncio.open_connection(origin.host, origin.port, ssl=tls)
         except TimeoutError:
             raise UpstreamError(True, "connect timed out") from None
         except OSError as exc:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -196,9 +197,10 @@ class FakeAnthropic:
     """Loopback Messages API serving scripted replies; see the module docstring."""
 
     def __init__(self, script: Iterable[Scripted] = (), host: str = "127.0.0.1",
-                 unix_socket: str | None = None) -> None:
+                 unix_socket: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         self._script: list[Scripted] = list(script)
         self.unix_socket = unix_socket  # serve on this unix socket instead of TCP
+        self.tls = tls  # serve HTTPS with this server context
         self._lock = threading.Lock()
         self.host = host
         self.port = 0
@@ -211,7 +213,7 @@ class FakeAnthropic:
     # lifecycle
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> FakeAnthropic:
         ready = threading.Event()
@@ -224,7 +226,7 @@ class FakeAnthropic:
                     asyncio.start_unix_server(self._handle, self.unix_socket))
             else:
                 self._server = self._loop.run_until_complete(
-                    asyncio.start_server(self._handle, self.host, 0))
+                    asyncio.start_server(self._handle, self.host, 0, ssl=self.tls))
                 self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
             self._loop.run_forever()
