@@ -7,7 +7,7 @@ nothing else in the process ran meanwhile: the relays, and in the runner (the we
 embedded) every model proxy and so every model call in flight. They were the benchmarks' slowest
 turns: 60-100 ms where the rest took under 10. The startup objects live as long as the process, so
 collecting them finds nothing. `settle()` moves them out of the collector's reach once startup is
-done (`gc.freeze`); full collections then took 1.5-7.5 ms. What the process creates later is
+done (`gc.freeze`); full collections then took 1.5-8.5 ms. What the process creates later is
 collected as before.
 """
 

@@ -19,9 +19,10 @@ STATS_KEYS = {
     UsageEvent.Type.COMPUTE_SECONDS: "totalComputeSeconds",
     UsageEvent.Type.COST_USD: "totalCostUsd",
 }
-# A sum of floats carries binary noise (three 0.012 s rows add up to 0.036000000000000004). Values
-# are stored at ms and sub-microdollar precision, so nine decimals keep every sum exact.
-STATS_DECIMALS = 9
+# A sum of floats carries binary noise (three 0.012 s rows add up to 0.036000000000000004). Ten
+# decimals drop the noise and nothing else: compute time is recorded to the ms, and a token's cost
+# is a multiple of 1e-10 USD (the finest, $0.125 per million tokens with the 1.1 US multiplier).
+STATS_DECIMALS = 10
 
 
 def usage_events_filter(

@@ -126,7 +126,7 @@ class UpstreamHttp:
             writer.close()
         try:
             tls = self._tls() if origin.tls else None
-        except (OSError, ssl.SSLError) as exc:  # a CA file or directory that cannot be read
+        except OSError as exc:  # a CA file or directory that cannot be read (ssl.SSLError included)
             raise UpstreamError(False, f"TLS trust store (SSL_CERT_FILE, SSL_CERT_DIR) not loaded: {exc}") from exc
         try:
             async with asyncio.timeout(timeout_s):
