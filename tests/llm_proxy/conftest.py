@@ -13,6 +13,7 @@ import pytest
 
 from ash.llm_proxy import ModelProxy, Upstream, UsageRecord
 from tests.fakes.fixtures import fake_anthropic  # noqa: F401
+from tests.llm_proxy.tls_fixtures import fresh_trust, pki, tls_fake  # noqa: F401
 
 ProxyFactory = Callable[..., Awaitable[ModelProxy]]
 

@@ -10,7 +10,6 @@ import pytest
 from ash.llm_proxy import CredentialKind, Upstream, UsageRecord
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.llm_proxy.conftest import MESSAGE_HEADERS, ProxyFactory, message_body, uds_client
-from tests.llm_proxy.tls_fixtures import fresh_trust, pki, tls_fake  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("fresh_trust")
 

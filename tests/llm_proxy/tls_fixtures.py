@@ -1,8 +1,6 @@
 """Fixtures for HTTPS upstreams: a throwaway CA, the fake Messages API served over TLS with a
-certificate it signed for 127.0.0.1, and a clean trust setting. Import them into a test module:
-
-    from tests.llm_proxy.tls_fixtures import fresh_trust, pki, tls_fake  # noqa: F401
-"""
+certificate it signed for 127.0.0.1, and a clean trust setting (`tests/llm_proxy/conftest.py`
+imports them)."""
 
 from __future__ import annotations
 
