@@ -7,17 +7,25 @@ other sandbox; this client does the same work directly. Response framing (chunke
 EOF, with read timeouts) is the runtime model client's (`ash.runtime.model_client.http11`).
 
 No `accept-encoding` is sent, so bodies arrive as the API produced them and are relayed as is.
+
+An HTTP proxy named by the environment is used as httpx (the anthropic SDK's client), curl and
+urllib use it: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (either case) by the model API's scheme,
+NO_PROXY for the hosts to reach directly. An https model API is reached through a CONNECT tunnel,
+so the proxy relays TLS it cannot read (the credential included); an http one is sent to the proxy
+with its absolute URL. Credentials in the proxy's URL go in `Proxy-Authorization` (Basic).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ash.runtime.model_client.client import KEEPALIVE_EXPIRY_S
 from ash.runtime.model_client.errors import TIMED_OUT, ModelConnectionError
@@ -40,12 +48,22 @@ def is_timeout(exc: ModelConnectionError) -> bool:
 
 
 @dataclass(frozen=True)
+class HttpProxy:
+    """The HTTP proxy requests to an origin go through."""
+
+    host: str
+    port: int
+    authorization: str | None = None  # the Proxy-Authorization value, from the proxy URL's user:password
+
+
+@dataclass(frozen=True)
 class _Origin:
     host: str
     port: int
     tls: bool
     authority: str  # the Host header
     base_path: str  # the base URL's path, prefixed to every request target
+    proxy: HttpProxy | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +73,49 @@ class Timeouts:
     write_s: float
 
 
+def proxy_for(scheme: str, host: str) -> HttpProxy | None:
+    """The proxy the environment names for SCHEME://HOST, or None to go direct. Raises
+    UpstreamError for a proxy URL this client cannot use."""
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or ("no" in proxies and urllib.request.proxy_bypass_environment(host, proxies)):
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise UpstreamError(False, f"the {scheme.upper()}_PROXY setting is not an http://host:port proxy URL")
+    authorization = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
+    return HttpProxy(parts.hostname, parts.port or 80, authorization)
+
+
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _through_proxy(origin: _Origin, proxy: HttpProxy, tls: ssl.SSLContext | None) -> _Conn:
+    """A connection to PROXY: as it is for a plain-HTTP origin, else tunnelled to ORIGIN with
+    CONNECT, then TLS end to end with the origin."""
+    reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+    if tls is None:
+        return reader, writer
+    try:
+        authority = f"{origin.host}:{origin.port}" if ":" not in origin.host else f"[{origin.host}]:{origin.port}"
+        lines = [f"CONNECT {authority} HTTP/1.1", f"host: {authority}"]
+        if proxy.authorization:
+            lines.append(f"proxy-authorization: {proxy.authorization}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        try:
+            status, _, _ = await read_head(reader)
+        except (EOFError, ValueError):
+            raise UpstreamError(False, "the HTTP proxy did not answer CONNECT") from None
+        if status != 200:
+            raise UpstreamError(False, f"the HTTP proxy refused the tunnel (HTTP {status})")
+        await writer.start_tls(tls, server_hostname=origin.host)
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer
 
 
 class UpstreamResponse(Response):
@@ -80,7 +140,8 @@ class UpstreamHttp:
             url = urlsplit(base_url)
             tls = url.scheme == "https"
             origin = _Origin(host=url.hostname or "", port=url.port or (443 if tls else 80), tls=tls,
-                             authority=url.netloc.rpartition("@")[2], base_path=url.path.rstrip("/"))
+                             authority=url.netloc.rpartition("@")[2], base_path=url.path.rstrip("/"),
+                             proxy=proxy_for(url.scheme, url.hostname or ""))
             self._origins[base_url] = origin
         return origin
 
@@ -89,8 +150,14 @@ class UpstreamHttp:
         """Send one request; the response's head is read, its body is the caller's to read
         (then `release` it). Raises UpstreamError when no response arrives."""
         origin = self._origin(base_url)
-        lines = [f"{method} {origin.base_path}{target} HTTP/1.1", f"host: {origin.authority}"]
-        lines += [f"{name}: {value}" for name, value in headers if name not in ("host", "content-length")]
+        path = f"{origin.base_path}{target}"
+        lines = [f"{method} {path} HTTP/1.1", f"host: {origin.authority}"]
+        if origin.proxy is not None and not origin.tls:  # plain HTTP through the proxy: absolute form
+            lines[0] = f"{method} http://{origin.authority}{path} HTTP/1.1"
+            if origin.proxy.authorization:
+                lines.append(f"proxy-authorization: {origin.proxy.authorization}")
+        lines += [f"{name}: {value}" for name, value in headers
+                  if name not in ("host", "content-length", "proxy-authorization")]
         if body is not None:
             lines.append(f"content-length: {len(body)}")
         text = "\r\n".join(lines) + "\r\n\r\n"
@@ -130,7 +197,9 @@ class UpstreamHttp:
             raise UpstreamError(False, f"TLS trust store (SSL_CERT_FILE, SSL_CERT_DIR) not loaded: {exc}") from exc
         try:
             async with asyncio.timeout(timeout_s):
-                return await asyncio.open_connection(origin.host, origin.port, ssl=tls)
+                if origin.proxy is None:
+                    return await asyncio.open_connection(origin.host, origin.port, ssl=tls)
+                return await _through_proxy(origin, origin.proxy, tls)
         except TimeoutError:
             raise UpstreamError(True, "connect timed out") from None
         except OSError as exc:
