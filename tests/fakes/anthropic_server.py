@@ -9,7 +9,6 @@ runs its own event loop in a thread, so sync and async tests can use it alike.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import ssl
@@ -18,6 +17,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -193,68 +194,30 @@ def _block_events(index: int, block: dict[str, Any], size: int) -> list[tuple[st
 
 # -- the server -------------------------------------------------------------------------------
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """Loopback Messages API serving scripted replies; see the module docstring."""
+
+    thread_name = "fake-anthropic"
 
     def __init__(self, script: Iterable[Scripted] = (), host: str = "127.0.0.1",
                  unix_socket: str | None = None, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__()
         self._script: list[Scripted] = list(script)
         self.unix_socket = unix_socket  # serve on this unix socket instead of TCP
         self.tls = tls  # serve HTTPS with this server context
         self._lock = threading.Lock()
         self.host = host
-        self.port = 0
         self.requests: list[RecordedRequest] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     # lifecycle
     @property
     def base_url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
-    def start(self) -> FakeAnthropic:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            if self.unix_socket:
-                self._server = self._loop.run_until_complete(
-                    asyncio.start_unix_server(self._handle, self.unix_socket))
-            else:
-                self._server = self._loop.run_until_complete(
-                    asyncio.start_server(self._handle, self.host, 0, ssl=self.tls))
-                self.port = self._server.sockets[0].getsockname()[1]
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        loop = self._loop
-
-        async def shutdown() -> None:
-            assert self._server is not None
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            loop.stop()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        assert self._thread is not None
-        self._thread.join(5)
-        loop.close()
-        self._loop = None
+    async def _listen(self) -> asyncio.AbstractServer:
+        if self.unix_socket:
+            return await asyncio.start_unix_server(self._handle, self.unix_socket)
+        return await asyncio.start_server(self._handle, self.host, 0, ssl=self.tls)
 
     async def astart(self) -> FakeAnthropic:
         return await asyncio.to_thread(self.start)

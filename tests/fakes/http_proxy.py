@@ -1,14 +1,15 @@
 """A forward HTTP proxy on loopback for tests: CONNECT tunnels, and absolute-form requests
 forwarded to their origin. It records what it saw (request lines, headers, the bytes it tunnelled)
-and can demand Proxy-Authorization. Its event loop runs in a thread, as the fake API's does."""
+and can demand Proxy-Authorization."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from tests.fakes.loopback import LoopbackServer
 
 
 @dataclass
@@ -17,50 +18,21 @@ class ProxiedRequest:
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
 
 
-class FakeHttpProxy:
+class FakeHttpProxy(LoopbackServer):
+    thread_name = "fake-http-proxy"
+
     def __init__(self, *, require_authorization: str | None = None) -> None:
+        super().__init__()
         self.require_authorization = require_authorization  # the exact Proxy-Authorization value
         self.requests: list[ProxiedRequest] = []
         self.tunnelled = bytearray()  # every byte a client sent through a CONNECT tunnel
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeHttpProxy:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-            self.port = self._server.sockets[0].getsockname()[1]
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-http-proxy", daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        return self
-
-    def stop(self) -> None:
-        loop, server = self._loop, self._server
-        if loop is None or server is None:
-            return
-
-        async def shutdown() -> None:
-            server.close()
-            loop.stop()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        assert self._thread is not None
-        self._thread.join(5)
-        loop.close()
-        self._loop = None
+    async def _listen(self) -> asyncio.AbstractServer:
+        return await asyncio.start_server(self._handle, "127.0.0.1", 0)
 
     async def _head(self, reader: asyncio.StreamReader) -> ProxiedRequest | None:
         line = (await reader.readline()).decode("latin-1").rstrip("\r\n")
@@ -78,6 +50,7 @@ class FakeHttpProxy:
                 and request.headers.get("proxy-authorization") != self.require_authorization)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             request = await self._head(reader)
             if request is None:
@@ -100,6 +73,7 @@ class FakeHttpProxy:
         except (ConnectionError, OSError, ValueError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     async def _forward(self, reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter,
