@@ -3,13 +3,14 @@ it alike: the base of the fake Messages API and the fake HTTP proxy."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import threading
 from typing import Self
 
 
-class LoopbackServer:
+class LoopbackServer(abc.ABC):
     """Subclasses give `_listen` (start the asyncio server) and handle its connections; writers
     they add to `_writers` are closed by `stop`."""
 
@@ -22,8 +23,9 @@ class LoopbackServer:
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
+    @abc.abstractmethod
     async def _listen(self) -> asyncio.AbstractServer:
-        raise NotImplementedError
+        """Start the server (on the thread's loop) and return it."""
 
     def start(self) -> Self:
         ready = threading.Event()
