@@ -156,8 +156,7 @@ class UpstreamHttp:
             lines[0] = f"{method} http://{origin.authority}{path} HTTP/1.1"
             if origin.proxy.authorization:
                 lines.append(f"proxy-authorization: {origin.proxy.authorization}")
-        lines += [f"{name}: {value}" for name, value in headers
-                  if name not in ("host", "content-length", "proxy-authorization")]
+        lines += [f"{name}: {value}" for name, value in headers if name not in ("host", "content-length")]
         if body is not None:
             lines.append(f"content-length: {len(body)}")
         text = "\r\n".join(lines) + "\r\n\r\n"
